@@ -1,0 +1,104 @@
+"""Sessions for the whole repo: tests per package and Python, backends, lint, typecheck, demo, bench."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pathlib
+import shutil
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+PRIMARY_PYTHON = "3.11"
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "backends"]
+# uv must use the interpreters on this machine, never download one.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+
+def _put_pyenv_pythons_on_path() -> None:
+    """pyenv shims only answer for the selected version; expose every installed 3.x binary."""
+    folders = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin")))
+    if folders:
+        os.environ["PATH"] = os.pathsep.join([*folders, os.environ.get("PATH", "")])
+
+
+def _installed_pythons() -> list[str]:
+    _put_pyenv_pythons_on_path()
+    found = [version for version in SUPPORTED_PYTHONS if shutil.which(f"python{version}")]
+    return found or [PRIMARY_PYTHON]
+
+
+def _packages() -> dict[str, pathlib.Path]:
+    """Package folder name -> path, for every packages/*/pyproject.toml."""
+    return {path.parent.name: path.parent for path in sorted(ROOT.glob("packages/*/pyproject.toml"))}
+
+
+PYTHONS = _installed_pythons()
+PACKAGES = _packages()
+TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
+
+
+def _install(session: nox.Session, *folders: str) -> None:
+    """Install core plus the named package folders (editable, with their test extras)."""
+    specs = ["-e", f"{ROOT / 'packages' / 'core'}[testing]"]
+    for folder in folders:
+        if folder != "core":
+            specs += ["-e", f"{PACKAGES[folder]}[test]"]
+    session.install(*specs, *TEST_TOOLS)
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """Run one package's test folder on one Python, against real Ray and real services."""
+    _install(session, package)
+    session.run(
+        "pytest", f"tests/{package}", "-p", "no:cacheprovider", *session.posargs,
+        env={"DURABLY_TEST_STORAGE": "file"},
+    )
+
+
+@nox.session(python=PRIMARY_PYTHON)
+@nox.parametrize("storage", ["memory", "s3", "gcs"])
+def backends(session: nox.Session, storage: str) -> None:
+    """Run core's workflow suite once more on each non-file storage backend."""
+    extra = {"s3": ["storage-s3"], "gcs": ["storage-gcs"]}.get(storage, [])
+    _install(session, "core", *[folder for folder in extra if folder in PACKAGES])
+    session.run(
+        "pytest", "tests/core", "-m", "workflow", "-p", "no:cacheprovider", *session.posargs,
+        env={"DURABLY_TEST_STORAGE": storage},
+    )
+
+
+@nox.session(python=PRIMARY_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check over the whole repo."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PRIMARY_PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package's source."""
+    session.install("mypy", *[item for folder in PACKAGES for item in ("-e", str(PACKAGES[folder]))])
+    session.run("mypy", *[str(PACKAGES[folder] / "src") for folder in PACKAGES])
+
+
+@nox.session(python=PRIMARY_PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the demo workflow on the embedded default: local files, local Ray."""
+    session.install("-e", str(ROOT / "packages" / "core"))
+    session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session(python=PRIMARY_PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against plain Ray tasks, ray.workflow 2.47 (own venv) and DBOS; prints ratios."""
+    session.install("-e", str(ROOT / "packages" / "core"), "dbos")
+    session.run("python", "benchmarks/run.py", *session.posargs)

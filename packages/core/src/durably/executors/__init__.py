@@ -1,0 +1,1 @@
+"""Executors decide where a step runs: ``ray`` (the default) or ``local`` threads."""

@@ -1,0 +1,64 @@
+"""Every hook a durably plugin can implement; docs/plugins.md documents each one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from durably.events import EventListener
+    from durably.executors import Executor
+    from durably.storage import Storage
+
+hookspec = pluggy.HookspecMarker("durably")
+#: Decorates a plugin's hook implementations (also importable as ``durably.hookimpl``).
+hookimpl = pluggy.HookimplMarker("durably")
+
+
+@hookspec
+def durably_storage_backends() -> Mapping[str, Callable[[str], Storage]]:
+    """Return URL schemes this plugin serves, each mapped to a factory that builds a Storage from a URL."""
+
+
+@hookspec
+def durably_executors() -> Mapping[str, Callable[[], Executor]]:
+    """Return executor names this plugin provides, each mapped to a factory of an Executor."""
+
+
+@hookspec
+def durably_event_listeners() -> Mapping[str, type[EventListener]]:
+    """Return event listener classes by the name that ``wait_for_event(name, ...)`` accepts."""
+
+
+@hookspec
+def durably_workflow_started(workflow_id: str, metadata: Mapping[str, Any]) -> None:
+    """Called in the driving process when a workflow starts or resumes running."""
+
+
+@hookspec
+def durably_workflow_finished(workflow_id: str, status: str, error: BaseException | None) -> None:
+    """Called in the driving process when a workflow ends: SUCCESSFUL, FAILED or CANCELED."""
+
+
+@hookspec
+def durably_step_started(workflow_id: str, step_id: str, name: str, attempt: int) -> None:
+    """Called in the worker just before a step's function runs (attempt counts from 1)."""
+
+
+@hookspec
+def durably_step_finished(workflow_id: str, step_id: str, name: str, duration: float) -> None:
+    """Called in the worker after a step's result was checkpointed; duration in seconds."""
+
+
+@hookspec
+def durably_step_failed(workflow_id: str, step_id: str, name: str, error: BaseException) -> None:
+    """Called in the worker when a step failed for good (no retries left, or not retryable)."""
+
+
+@hookspec
+def durably_step_retried(
+    workflow_id: str, step_id: str, name: str, attempt: int, error: BaseException, delay: float
+) -> None:
+    """Called in the worker when a failed attempt will be retried after ``delay`` seconds."""

@@ -1,0 +1,136 @@
+"""The built-in ``file://`` backend: one file per key, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from durably.storage._base import KeyNotFound, StoragePermanentError, validate_key
+
+_TEMP_PREFIX = ".durably-tmp-"
+
+
+def _path_from_url(url: str) -> Path:
+    if "://" not in url:
+        return Path(url).expanduser().resolve()
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        raise ValueError(f"FileStorage takes file:// URLs or paths, not {url!r}")
+    if parsed.netloc not in ("", "localhost"):
+        raise ValueError(f"file:// URL {url!r} names a host; use file:///absolute/path")
+    return Path(unquote(parsed.path)).expanduser().resolve()
+
+
+class FileStorage:
+    """Keys are files below a root folder; writes go to a temporary file, are fsynced, then renamed.
+
+    Readers therefore see either the old value or the new one, never a part. ``put_if_absent``
+    publishes the fsynced temporary file with ``link``, which fails atomically if the key exists.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.root = _path_from_url(url)
+        self.url = self.root.as_uri()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoragePermanentError(f"cannot create storage folder {self.root}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"FileStorage({self.url!r})"
+
+    def __reduce__(self) -> tuple[type[FileStorage], tuple[str]]:
+        return (FileStorage, (self.url,))
+
+    def _path(self, key: str) -> Path:
+        validate_key(key)
+        if any(segment.startswith(_TEMP_PREFIX) for segment in key.split("/")):
+            raise ValueError(f"storage key {key!r} uses the reserved prefix {_TEMP_PREFIX!r}")
+        return self.root / key
+
+    def _write_temp(self, path: Path, data: bytes) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp_name)
+            raise
+        os.close(fd)
+        return temp_name
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        temp_name = self._write_temp(path, data)
+        try:
+            os.replace(temp_name, path)
+        except BaseException:
+            os.unlink(temp_name)
+            raise
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        temp_name = self._write_temp(path, data)
+        try:
+            os.link(temp_name, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(temp_name)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return iter(())
+        keys: list[str] = []
+        pending = [base]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(_TEMP_PREFIX):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                else:
+                    keys.append(Path(entry.path).relative_to(self.root).as_posix())
+        keys.sort()
+        return iter(keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        path = self._path(prefix)
+        deleted = 0
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            deleted += 1
+        if path.is_dir():
+            for folder, subfolders, files in os.walk(path, topdown=False):
+                for name in files:
+                    os.unlink(os.path.join(folder, name))
+                    deleted += 0 if name.startswith(_TEMP_PREFIX) else 1
+                for name in subfolders:
+                    os.rmdir(os.path.join(folder, name))
+            os.rmdir(path)
+        return deleted
