@@ -1,0 +1,80 @@
+"""The predecessor: `ray.workflow` from ray 2.47, written against its 2.x API; runs in its own venv."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any
+
+import ray
+from _harness import Implementation, main
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the import warns that the library is deprecated
+    from ray import workflow
+
+
+@ray.remote
+def inc(x: int) -> int:
+    return x + 1
+
+
+@ray.remote
+def gather(*values: int) -> int:
+    return sum(values)
+
+
+@ray.remote
+def loop(i: int, n: int) -> Any:
+    return i if i >= n else workflow.continuation(loop.bind(i + 1, n))
+
+
+@ray.remote
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@ray.remote
+def fib(n: int) -> Any:
+    return n if n <= 1 else workflow.continuation(add.bind(fib.bind(n - 1), fib.bind(n - 2)))
+
+
+class RayWorkflow(Implementation):
+    def version(self) -> str:
+        return f"ray.workflow {ray.__version__}"
+
+    def start(self, storage_url: str) -> None:
+        # ray.workflow 2.x walks the DAG recursively: a chain N deep needs a few frames per step.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
+        logging.getLogger("ray.workflow").setLevel(logging.WARNING)
+        warnings.simplefilter("ignore")
+        # ray 2.x keeps workflow state in the cluster's storage, which ray.init sets.
+        ray.init(
+            address="local",
+            storage=storage_url.removeprefix("file://"),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+
+    def stop(self) -> None:
+        ray.shutdown()
+
+    def run_chain(self, n: int, run_id: str) -> int:
+        dag = inc.bind(0)
+        for _ in range(n - 1):
+            dag = inc.bind(dag)
+        return int(workflow.run(dag, workflow_id=run_id))
+
+    def run_fanout(self, n: int, run_id: str) -> int:
+        return int(workflow.run(gather.bind(*[inc.bind(i) for i in range(n)]), workflow_id=run_id))
+
+    def run_loop(self, n: int, run_id: str) -> int:
+        return int(workflow.run(loop.bind(1, n), workflow_id=run_id))
+
+    def run_fib(self, n: int, run_id: str) -> int:
+        return int(workflow.run(fib.bind(n), workflow_id=run_id))
+
+
+if __name__ == "__main__":
+    main(lambda args: RayWorkflow())

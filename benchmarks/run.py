@@ -1,0 +1,359 @@
+"""Runs every workload on durably and its peers, each in a fresh subprocess, and prints one table of ratios.
+
+nox -s bench                       # full sizes
+nox -s bench -- --quick            # small sizes, a smoke check
+nox -s bench -- --only chain,fanout --sizes chain=20000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _harness import WORKLOADS, fib_value, step_count  # noqa: E402
+from _peer_venv import ensure_ray_workflow_venv  # noqa: E402
+
+FULL_SIZES = {
+    "chain": 100_000,
+    "fanout": 100_000,
+    "loop": 100_000,
+    "fib": 20,
+    "actor": 1_000,
+    "backend": 1_000,
+}
+QUICK_SIZES = {"chain": 500, "fanout": 500, "loop": 500, "fib": 10, "actor": 200, "backend": 500}
+FLOOR = "ray"
+PREDECESSOR = "ray.workflow"
+RAY_WORKFLOW_VENV = HERE / ".venvs" / "ray247"
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One implementation: the script that runs it and what it can run."""
+
+    name: str
+    script: str
+    workloads: frozenset[str]
+    args: tuple[str, ...] = ()
+    # Peers that would take far too long at the full sizes run at most this many steps instead;
+    # ms per step is then reported at the size they ran.
+    max_steps: int | None = None
+    is_durably: bool = False
+
+
+ALL = frozenset(WORKLOADS)
+CONTENDERS = (
+    Contender(FLOOR, "impl_ray.py", ALL),
+    Contender("durably[ray]", "impl_durably.py", ALL, ("--executor", "ray"), is_durably=True),
+    Contender("durably[local]", "impl_durably.py", ALL, ("--executor", "local"), is_durably=True),
+    Contender(
+        PREDECESSOR, "impl_ray_workflow.py", frozenset({"chain", "fanout", "loop", "fib"}), max_steps=2_000
+    ),
+    Contender("dbos", "impl_dbos.py", frozenset({"chain", "fanout", "loop"}), max_steps=10_000),
+)
+
+
+@dataclass
+class Row:
+    workload: str
+    implementation: str
+    n: int | None = None
+    steps: int | None = None
+    status: str = "n/a"  # ok | n/a | unavailable | error | timeout | skipped
+    seconds: list[float] = field(default_factory=list)
+    message: str = ""
+    version: str = ""
+    note: str = ""
+    vs_floor: float | None = None
+    vs_ray_workflow: float | None = None
+    timeout: float = 0.0
+
+    @property
+    def best(self) -> float | None:
+        return min(self.seconds) if self.status == "ok" and self.seconds else None
+
+    @property
+    def ms_per_step(self) -> float | None:
+        best = self.best
+        return None if best is None or not self.steps else 1000 * best / self.steps
+
+
+def _parse_sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in WORKLOADS or not value.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected WORKLOAD=N with a workload of {WORKLOADS}, got {item!r}"
+            )
+        sizes[name] = int(value)
+    return sizes
+
+
+def _parse_names(text: str, known: tuple[str, ...]) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(known)}")
+    return names
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    names = tuple(contender.name for contender in CONTENDERS)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke check")
+    parser.add_argument("--sizes", type=_parse_sizes, default={}, help="e.g. chain=20000,fib=15")
+    parser.add_argument("--only", type=lambda text: _parse_names(text, WORKLOADS), help="e.g. chain,fanout")
+    parser.add_argument(
+        "--implementations", type=lambda text: _parse_names(text, names), help=",".join(names)
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per cell; the best is reported")
+    parser.add_argument(
+        "--peer-steps",
+        type=int,
+        help="run ray.workflow and DBOS at up to this many steps (default 2,000 and 10,000; 0: full sizes)",
+    )
+    parser.add_argument(
+        "--storage-url",
+        action="append",
+        help="storage for the backend workload, repeatable; 'file' (default) is a fresh temporary folder",
+    )
+    parser.add_argument("--timeout", type=float, help="seconds per run (default 900, quick 300)")
+    parser.add_argument(
+        "--budget", type=float, help="seconds for the whole bench (default 3 h, quick 30 min)"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=HERE / "results", help="folder for the JSON and markdown"
+    )
+    args = parser.parse_args(argv)
+    args.timeout = args.timeout or (300.0 if args.quick else 900.0)
+    args.budget = args.budget or (1800.0 if args.quick else 3 * 3600.0)
+    args.storage_url = args.storage_url or ["file"]
+    return args
+
+
+def _size_for(contender: Contender, workload: str, n: int, peer_steps: int | None) -> int:
+    """The N this contender runs: the one asked for, or less for a slow peer (see Contender.max_steps)."""
+    limit = contender.max_steps if peer_steps is None else (peer_steps or None)
+    if limit is None or contender.is_durably or contender.name == FLOOR:
+        return n
+    while n > 1 and step_count(workload, n) > limit:
+        n = n - 1 if workload == "fib" else limit
+    return n
+
+
+def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]]:
+    """Every cell of the table, with the extra arguments its subprocess needs."""
+    sizes = {**(QUICK_SIZES if args.quick else FULL_SIZES), **args.sizes}
+    chosen = [c for c in CONTENDERS if not args.implementations or c.name in args.implementations]
+    for workload in args.only or WORKLOADS:
+        for contender in chosen:
+            urls = args.storage_url if workload == "backend" and contender.is_durably else [None]
+            for url in urls:
+                label = contender.name if url is None else f"{contender.name} [{url.split(':')[0]}]"
+                row = Row(workload, label)
+                if workload not in contender.workloads:
+                    yield contender, row, []
+                    continue
+                asked = sizes[workload]
+                row.n = _size_for(contender, workload, asked, args.peer_steps)
+                if row.n != asked:
+                    row.note = f"peer run at N={row.n:,} (asked {asked:,})"
+                yield contender, row, [*contender.args, *([] if url is None else ["--storage-url", url])]
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the run's process group (the driver and what it started), politely first."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 15.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _environment(python: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    venv = Path(python).parent.parent
+    if (venv / "pyvenv.cfg").exists():
+        # The peer venv must not see the bench session's venv first on PATH.
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run_one(
+    python: str, script: str, row: Row, extra: list[str], args: argparse.Namespace, log: Path
+) -> None:
+    """Run one cell in its own subprocess and fill the row from the JSON it writes."""
+    with tempfile.TemporaryDirectory(prefix="durably-bench-run-") as scratch:
+        out = Path(scratch) / "result.json"
+        assert row.n is not None
+        command = [python, str(HERE / script), "--workload", row.workload, "--n", str(row.n)]
+        command += ["--repeat", str(args.repeat), "--out", str(out), *extra]
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                command, cwd=scratch, stdout=log_file, stderr=subprocess.STDOUT,
+                env=_environment(python), start_new_session=True,
+            )  # fmt: skip
+            try:
+                process.wait(row.timeout)
+            except subprocess.TimeoutExpired:
+                _stop_group(process)
+                row.status, row.message = "timeout", f"no result after {row.timeout:.0f} s"
+                return
+        if not out.exists():
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            row.status, row.message = "error", f"exit {process.returncode}: " + " | ".join(tail)
+            return
+        result: dict[str, Any] = json.loads(out.read_text())
+    row.status = result["status"]
+    row.seconds = result.get("seconds", [])
+    row.message = result.get("message", "")
+    row.version = result.get("version", "")
+    row.steps = result.get("steps")
+
+
+def _add_ratios(rows: list[Row]) -> None:
+    def per_step(workload: str, name: str) -> float | None:
+        found = [row.ms_per_step for row in rows if row.workload == workload and row.implementation == name]
+        return found[0] if found else None
+
+    for row in rows:
+        mine = row.ms_per_step
+        if mine is None:
+            continue
+        floor = per_step(row.workload, FLOOR)
+        row.vs_floor = mine / floor if floor else None
+        if row.implementation.startswith("durably"):
+            predecessor = per_step(row.workload, PREDECESSOR)
+            row.vs_ray_workflow = mine / predecessor if predecessor else None
+
+
+HEADER = ("workload", "N", "implementation", "total s", "ms/step", "x floor", "durably/ray.workflow", "note")
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    def ratio(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
+    n = "" if row.n is None else f"{row.n:,}"
+    if row.status != "ok":
+        outcome = {"unavailable": "not available", "n/a": "n/a"}.get(row.status, row.status)
+        note = f"{outcome}: {row.message}" if row.message and row.status != "n/a" else outcome
+        return (row.workload, n, row.implementation, "n/a", "n/a", "", "", note[:160])
+    best, per_step = row.best or 0.0, row.ms_per_step or 0.0
+    return (row.workload, n, row.implementation, f"{best:.2f}", f"{per_step:.3f}",
+            ratio(row.vs_floor), ratio(row.vs_ray_workflow), row.note)  # fmt: skip
+
+
+def format_text(rows: list[Row]) -> str:
+    table = [HEADER, *(_cells(row) for row in rows)]
+    # Every column but the last (the free-text note) is padded to its widest cell.
+    widths = [max(len(line[column]) for line in table) for column in range(len(HEADER) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[-1]])
+        for line in table
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    lines = [f"# durably benchmarks, {meta['started']}", "", f"`{meta['command']}`", ""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in _cells(row)) + " |" for row in rows]
+    lines += ["", "Versions: " + ", ".join(sorted({row.version for row in rows if row.version})), ""]
+    lines += [f"ms/step is the best of {meta['repeat']} run(s) over the steps of one run; fib(n) counts its "
+              f"2·fib(n+1)-1 calls (fib(20): {2 * fib_value(21) - 1:,}). x floor divides by plain Ray's "
+              "ms/step, durably/ray.workflow by ray.workflow 2.47's, each at the N it ran."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _python_for(contender: Contender, meta: dict[str, Any]) -> str:
+    if contender.name != PREDECESSOR:
+        return sys.executable
+    if "ray_workflow_python" not in meta:
+        print(f"ray.workflow: preparing its venv in {RAY_WORKFLOW_VENV} ...", file=sys.stderr, flush=True)
+        python, seconds = ensure_ray_workflow_venv(RAY_WORKFLOW_VENV)
+        meta["ray_workflow_python"] = str(python)
+        meta["ray_workflow_venv_seconds"] = seconds
+        made = "reused" if seconds is None else f"created in {seconds:.1f} s"
+        print(f"ray.workflow: venv {made}", file=sys.stderr, flush=True)
+    return str(meta["ray_workflow_python"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    started = datetime.datetime.now()
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    logs = args.results / "logs" / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "timeout_s": args.timeout,
+    }
+    deadline = time.monotonic() + args.budget
+    rows: list[Row] = []
+    planned = list(_plan(args))
+    for index, (contender, row, extra) in enumerate(planned, 1):
+        rows.append(row)
+        if row.n is None:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            row.status, row.message = "skipped", "the bench's time budget ran out"
+            continue
+        row.timeout = min(args.timeout, left)
+        print(f"[{index}/{len(planned)}] {row.workload} N={row.n:,} {row.implementation} ...",
+              end=" ", file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            python = _python_for(contender, meta)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+            row.status, row.message = "error", f"could not prepare its venv: {error}"
+        else:
+            log = logs / f"{row.workload}-{row.implementation.replace(' ', '_')}.log"
+            _run_one(python, contender.script, row, extra, args, log)
+        shown = f"{row.best:.2f} s" if row.best is not None else f"{row.status} {row.message}"[:200]
+        print(shown, file=sys.stderr, flush=True)
+    _add_ratios(rows)
+    text = format_text(rows)
+    print(text)
+    if meta.get("ray_workflow_venv_seconds") is not None:
+        print(
+            f"\nray 2.47 venv created in {meta['ray_workflow_venv_seconds']:.1f} s (not timed in the table)"
+        )
+    meta["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    document = {"meta": meta, "rows": [{**asdict(row), "ms_per_step": row.ms_per_step} for row in rows]}
+    for name in (stamp, "latest"):
+        (args.results / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+        (args.results / f"{name}.md").write_text(format_markdown(rows, meta))
+    print(f"\nwritten: {args.results / (stamp + '.md')} and .json; logs in {logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
