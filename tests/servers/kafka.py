@@ -159,13 +159,17 @@ class KafkaBroker:
     topics and committed offsets.
     """
 
-    def __init__(self, data_dir: Path, version: str = KAFKA_VERSION) -> None:
+    def __init__(
+        self, data_dir: Path, version: str = KAFKA_VERSION, sasl_users: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.version = version
-        self.port = free_port()
-        self.controller_port = free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        #: SASL/PLAIN users (name -> password) of the extra SASL_PLAINTEXT listener, if any.
+        self.sasl_users = dict(sasl_users or {})
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        self.port, self.controller_port, self.sasl_port = sorted(ports)
         self.cluster_id: str | None = None
         self.process: ServerProcess | None = None
         #: Seconds each phase of the last ``start`` took: "fetch", "format", "ready".
@@ -174,6 +178,13 @@ class KafkaBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_PLAINTEXT (mechanism PLAIN) listener; only there when ``sasl_users`` were given."""
+        if not self.sasl_users:
+            raise RuntimeError("this broker has no SASL listener: pass sasl_users={name: password}")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_path(self) -> Path:
@@ -224,6 +235,15 @@ class KafkaBroker:
             "background.threads": "2",
             "log.retention.check.interval.ms": "300000",
         }
+        if self.sasl_users:
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+            properties["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            properties["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            properties["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            properties["sasl.enabled.mechanisms"] = "PLAIN"
+            properties["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            )
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -270,7 +290,7 @@ class KafkaBroker:
             began = time.monotonic()
             self._format(libs, config)
             self.timings["format"] = time.monotonic() - began
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *([self.sasl_port] if self.sasl_users else [])):
             if port_open(port):
                 raise RuntimeError(f"port {port} of the Kafka broker is taken by another process")
         began = time.monotonic()
