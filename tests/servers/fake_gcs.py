@@ -18,6 +18,7 @@ import platform
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,6 +140,27 @@ class FakeGCS:
                 return False
             raise
         return True
+
+    def object_names(self, bucket: str) -> list[str]:
+        """Every object name in ``bucket``, read through the emulator's JSON API."""
+        names: list[str] = []
+        token = ""
+        while True:
+            query = urllib.parse.urlencode({"pageToken": token} if token else {})
+            page = self._request("GET", f"/storage/v1/b/{bucket}/o?{query}")
+            names += [str(item["name"]) for item in page.get("items", [])]  # type: ignore[attr-defined]
+            token = str(page.get("nextPageToken") or "")
+            if not token:
+                return names
+
+    def put_object(self, bucket: str, name: str, data: bytes) -> None:
+        """Write an object as another tool would, with a plain media upload."""
+        query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+        request = urllib.request.Request(
+            f"{self.endpoint}/upload/storage/v1/b/{bucket}/o?{query}", data=data, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
 
     def ready(self) -> bool:
         try:
