@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 #: JSON object of client settings added to every client durably-kafka makes (the place for secrets).
 CLIENT_CONFIG_ENV = "DURABLY_KAFKA_CLIENT_CONFIG"
@@ -23,8 +25,65 @@ _DEFAULTS: dict[str, Any] = {
 _FORCED: dict[str, Any] = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 
 
+# Errors that will not go away by waiting; everything else (broker down, rebalancing,
+# coordinator moving) is retried by the client while we keep waiting.
+_FATAL_ERRORS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError._INVALID_ARG,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.INVALID_GROUP_ID,
+    }
+)
+
+#: librdkafka's own log lines go here instead of straight to stderr.
+client_logger = logging.getLogger("durably_kafka.client")
+
+
 class KafkaConfigError(ValueError):
     """The client configuration was refused by the Kafka client (unknown key, invalid value)."""
+
+
+class KafkaListenerError(RuntimeError):
+    """Waiting for, or committing, a Kafka message failed in a way that waiting longer cannot fix."""
+
+
+class ClientErrors:
+    """Collects errors a client reports outside ``poll`` results (authentication, TLS, brokers down)."""
+
+    def __init__(self, chained: Callable[[KafkaError], None] | None = None) -> None:
+        self._chained = chained
+        self._fatal: KafkaError | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, error: KafkaError) -> None:
+        if is_fatal(error):
+            with self._lock:
+                self._fatal = self._fatal or error
+        else:
+            client_logger.debug("Kafka client reported %s; retrying", error.str())
+        if self._chained is not None:
+            self._chained(error)
+
+    def raise_if_fatal(self, doing: str) -> None:
+        with self._lock:
+            error = self._fatal
+        if error is not None:
+            raise KafkaListenerError(f"Kafka error while {doing}: {error.str()}")
+
+
+def is_fatal(error: KafkaError) -> bool:
+    return bool(error.fatal()) or error.code() in _FATAL_ERRORS
+
+
+def raise_if_fatal(error: KafkaError, doing: str) -> None:
+    """Raise for an error that waiting cannot fix; log the others (the client retries them)."""
+    if is_fatal(error):
+        raise KafkaListenerError(f"Kafka error while {doing}: {error.str()}")
+    client_logger.debug("Kafka reported %s while %s; still waiting", error.str(), doing)
 
 
 # confluent-kafka's own Python settings, whose names really have underscores
@@ -84,10 +143,12 @@ def consumer_config(
     }
 
 
-def make_consumer(config: Mapping[str, Any], purpose: str) -> Consumer:
-    """A Consumer, or a KafkaConfigError that says which client refused which setting."""
+def make_consumer(config: Mapping[str, Any], purpose: str) -> tuple[Consumer, ClientErrors]:
+    """A Consumer and the errors it reports, or a KafkaConfigError naming the refused setting."""
+    errors = ClientErrors(config.get("error_cb"))
     try:
-        return Consumer(dict(config))
+        consumer = Consumer({"logger": client_logger, **config, "error_cb": errors})
+        return consumer, errors
     except (KafkaException, ValueError, TypeError) as exc:
         group = config.get("group.id")
         raise KafkaConfigError(

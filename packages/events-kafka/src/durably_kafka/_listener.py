@@ -13,7 +13,17 @@ from typing import Any
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from durably import EventListener
-from durably_kafka._config import consumer_config, make_consumer, normalise_keys, storable
+from durably_kafka._config import (
+    CLIENT_CONFIG_ENV,
+    ClientErrors,
+    KafkaConfigError,
+    KafkaListenerError,
+    consumer_config,
+    make_consumer,
+    normalise_keys,
+    raise_if_fatal,
+    storable,
+)
 from durably_kafka._event import KafkaEvent
 
 logger = logging.getLogger("durably_kafka")
@@ -21,19 +31,6 @@ logger = logging.getLogger("durably_kafka")
 #: How long one blocking ``poll`` may take, so that cancellation and timeouts are noticed soon.
 POLL_INTERVAL = 0.2
 
-# Errors that will not go away by waiting; everything else (broker down, rebalancing,
-# coordinator moving) is retried by the client while the listener keeps waiting.
-_FATAL_ERRORS = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError._INVALID_ARG,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.INVALID_GROUP_ID,
-    }
-)
 # The group has live members, so the broker refuses a commit from a client outside it.
 _NOT_A_MEMBER_ERRORS = frozenset(
     {
@@ -45,11 +42,19 @@ _NOT_A_MEMBER_ERRORS = frozenset(
     }
 )
 
+# Worth another try: the coordinator is loading, moving, or did not answer in time.
+_RETRIED_ERRORS = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+
 Predicate = Callable[[KafkaEvent], bool]
-
-
-class KafkaListenerError(RuntimeError):
-    """Waiting for, or committing, a Kafka message failed in a way that waiting longer cannot fix."""
 
 
 class KafkaEventListener(EventListener):
@@ -115,7 +120,8 @@ class KafkaEventListener(EventListener):
         deadline: float | None,
         stop: threading.Event,
     ) -> KafkaEvent | None:
-        consumer = make_consumer(config, f"waiting on topic {topic!r}")
+        doing = f"waiting on topic {topic!r} for group {config['group.id']!r}"
+        consumer, errors = make_consumer(config, doing)
         origin = {
             "group_id": config["group.id"],
             "bootstrap_servers": config["bootstrap.servers"],
@@ -126,11 +132,12 @@ class KafkaEventListener(EventListener):
             consumer.subscribe([topic])
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 message = consumer.poll(POLL_INTERVAL)
+                errors.raise_if_fatal(doing)
                 if message is None:
                     continue
                 error = message.error()
                 if error is not None:
-                    _raise_if_fatal(error, f"waiting on topic {topic!r} for group {config['group.id']!r}")
+                    raise_if_fatal(error, doing)
                     continue
                 event = KafkaEvent.from_message(message, **origin)
                 if (key is None or event.key == key) and (predicate is None or predicate(event)):
@@ -141,12 +148,6 @@ class KafkaEventListener(EventListener):
         finally:
             # leaving the group at once lets the next waiter (or a re-poll after a crash) take over
             consumer.close()
-
-
-def _raise_if_fatal(error: KafkaError, doing: str) -> None:
-    if error.fatal() or error.code() in _FATAL_ERRORS:
-        raise KafkaListenerError(f"Kafka error while {doing}: {error.str()}")
-    logger.debug("Kafka reported %s while %s; still waiting", error.str(), doing)
 
 
 def commit_event(event: KafkaEvent, base_config: Mapping[str, Any], timeout: float = 120.0) -> None:
@@ -160,68 +161,65 @@ def commit_event(event: KafkaEvent, base_config: Mapping[str, Any], timeout: flo
     if not event.commit_offsets:
         return
     config = consumer_config(base_config, dict(event.client_config), event.bootstrap_servers, event.group_id)
-    purpose = f"committing {event.topic}[{event.partition}]@{event.offset}"
+    purpose = f"committing {event.topic}[{event.partition}]@{event.offset} for group {event.group_id!r}"
     deadline = time.monotonic() + timeout
-    consumer = make_consumer(config, purpose)
     try:
-        while True:
-            try:
-                _commit_ahead(consumer, event, deadline)
-                return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() in _NOT_A_MEMBER_ERRORS:
-                    break
-                if not error.retriable() or time.monotonic() > deadline:
-                    raise KafkaListenerError(
-                        f"Kafka refused {purpose} for group {event.group_id!r}: {error.str()}"
-                    ) from exc
-                time.sleep(0.5)
+        consumer, errors = make_consumer(config, purpose)
+    except KafkaConfigError as exc:
+        raise KafkaConfigError(
+            f"{exc} (secrets are not stored in events: give them to this process in {CLIENT_CONFIG_ENV} "
+            "or to the listener's client_config)"
+        ) from exc
+    try:
+        if _commit_ahead(consumer, errors, event, purpose, deadline):
+            return
     finally:
         consumer.close()
     _commit_as_group_member(event, config, purpose, deadline)
 
 
-def _commit_ahead(consumer: Consumer, event: KafkaEvent, deadline: float) -> None:
+def _commit_ahead(
+    consumer: Consumer, errors: ClientErrors, event: KafkaEvent, purpose: str, deadline: float
+) -> bool:
+    """Commit the offsets the group has not reached yet; False if the group refuses an outsider."""
     wanted = [TopicPartition(event.topic, partition, offset) for partition, offset in event.commit_offsets]
-    remaining = max(1.0, deadline - time.monotonic())
-    committed = consumer.committed(
-        [TopicPartition(event.topic, tp.partition) for tp in wanted], timeout=remaining
-    )
-    current = {tp.partition: tp.offset for tp in committed}
-    ahead = [tp for tp in wanted if current.get(tp.partition, OFFSET_INVALID) < tp.offset]
-    if not ahead:
-        return
-    results = consumer.commit(offsets=ahead, asynchronous=False) or []
-    for result in results:
-        if result.error is not None:
-            raise KafkaException(result.error)
+    while True:
+        errors.raise_if_fatal(purpose)
+        try:
+            committed = consumer.committed(
+                [TopicPartition(event.topic, tp.partition) for tp in wanted], timeout=5
+            )
+            current = {tp.partition: tp.offset for tp in committed}
+            ahead = [tp for tp in wanted if current.get(tp.partition, OFFSET_INVALID) < tp.offset]
+            if not ahead:
+                return True
+            for result in consumer.commit(offsets=ahead, asynchronous=False) or []:
+                if result.error is not None:
+                    raise KafkaException(result.error)
+            return True
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in _NOT_A_MEMBER_ERRORS:
+                return False
+            retriable = error.retriable() or error.code() in _RETRIED_ERRORS
+            if not retriable or time.monotonic() > deadline:
+                raise KafkaListenerError(f"Kafka refused {purpose}: {error.str()}") from exc
+            time.sleep(0.2)
 
 
 def _commit_as_group_member(event: KafkaEvent, config: dict[str, Any], purpose: str, deadline: float) -> None:
     """Join the group (any assignment will do: the broker checks membership, not ownership) and commit."""
     joined = threading.Event()
-    consumer = make_consumer(config, purpose)
+    consumer, errors = make_consumer(config, purpose)
     try:
         consumer.subscribe([event.topic], on_assign=lambda *_: joined.set())
-        while True:
-            if time.monotonic() > deadline:
-                raise KafkaListenerError(
-                    f"timed out {purpose} for group {event.group_id!r}: could not join it"
-                )
+        while time.monotonic() < deadline:
             message = consumer.poll(POLL_INTERVAL)
+            errors.raise_if_fatal(purpose)
             if message is not None and message.error() is not None:
-                _raise_if_fatal(message.error(), purpose)
-            if not joined.is_set():
-                continue
-            try:
-                _commit_ahead(consumer, event, deadline)
+                raise_if_fatal(message.error(), purpose)
+            if joined.is_set() and _commit_ahead(consumer, errors, event, purpose, deadline):
                 return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if not (error.retriable() or error.code() in _NOT_A_MEMBER_ERRORS):
-                    raise KafkaListenerError(
-                        f"Kafka refused {purpose} for group {event.group_id!r}: {error.str()}"
-                    ) from exc
+        raise KafkaListenerError(f"timed out {purpose}: could not join the group to commit")
     finally:
         consumer.close()

@@ -11,9 +11,16 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from durably import workflow
-from durably_kafka._config import consumer_config, make_consumer, normalise_keys, storable
+from durably_kafka._config import (
+    KafkaListenerError,
+    consumer_config,
+    make_consumer,
+    normalise_keys,
+    raise_if_fatal,
+    storable,
+)
 from durably_kafka._event import KafkaEvent
-from durably_kafka._listener import POLL_INTERVAL, KafkaListenerError, _raise_if_fatal
+from durably_kafka._listener import POLL_INTERVAL
 
 logger = logging.getLogger("durably_kafka")
 
@@ -60,7 +67,7 @@ class KafkaWorkflowTrigger:
         self._config = consumer_config(
             normalise_keys(client_config or {}), call_config, bootstrap_servers, group_id
         )
-        make_consumer(self._config, "KafkaWorkflowTrigger").close()  # a bad setting fails here, not later
+        make_consumer(self._config, "KafkaWorkflowTrigger")[0].close()  # a bad setting fails here, not later
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -76,7 +83,8 @@ class KafkaWorkflowTrigger:
         self._stop.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
         handled = started = 0
-        consumer = make_consumer(self._config, f"KafkaWorkflowTrigger on {self.topics}")
+        doing = f"consuming {self.topics} for group {self.group_id!r}"
+        consumer, errors = make_consumer(self._config, doing)
         origin = {
             "group_id": self.group_id,
             "bootstrap_servers": self._config["bootstrap.servers"],
@@ -88,11 +96,12 @@ class KafkaWorkflowTrigger:
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 message = consumer.poll(POLL_INTERVAL)
+                errors.raise_if_fatal(doing)
                 if message is None:
                     continue
                 error = message.error()
                 if error is not None:
-                    _raise_if_fatal(error, f"consuming {self.topics} for group {self.group_id!r}")
+                    raise_if_fatal(error, doing)
                     continue
                 event = KafkaEvent.from_message(message, **origin)
                 started += self._start_once(event)
