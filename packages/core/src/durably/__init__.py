@@ -1,7 +1,38 @@
-"""durably: durable workflows for Ray."""
+"""durably: durable workflows for Ray.
 
+``from durably import workflow`` gives the Ray 1.x workflow API; ``durably.init`` is
+``workflow.init``; plugins use ``durably.hookimpl``.
+"""
+
+from durably import workflow
+from durably._errors import (
+    CheckpointCorruptedError,
+    WorkflowCancellationError,
+    WorkflowError,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+    WorkflowNotResumableError,
+    WorkflowRunningError,
+)
+from durably._status import WorkflowStatus
 from durably.events import EventListener
 from durably.hookspecs import hookimpl
 from durably.storage import KeyNotFound, Storage
+from durably.workflow import init
 
-__all__ = ["EventListener", "KeyNotFound", "Storage", "hookimpl"]
+__all__ = [
+    "CheckpointCorruptedError",
+    "EventListener",
+    "KeyNotFound",
+    "Storage",
+    "WorkflowCancellationError",
+    "WorkflowError",
+    "WorkflowExecutionError",
+    "WorkflowNotFoundError",
+    "WorkflowNotResumableError",
+    "WorkflowRunningError",
+    "WorkflowStatus",
+    "hookimpl",
+    "init",
+    "workflow",
+]

@@ -1,0 +1,104 @@
+"""Running one workflow from start (or resume) to a final status, under its lease."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from durably._engine import Cancelled, LeaseLost, StepFailed, WorkflowEngine
+from durably._errors import (
+    WorkflowCancellationError,
+    WorkflowExecutionError,
+    WorkflowNotResumableError,
+    WorkflowRunningError,
+)
+from durably._graph import Graph
+from durably._lease import Lease
+from durably._plugins import hook
+from durably._resolve import open_storage
+from durably._status import WorkflowStatus
+from durably._store import WorkflowStore
+from durably.executors import Executor
+from durably.storage import KeyNotFound
+
+
+def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
+    """(True, output) when the workflow already finished successfully, else (False, None)."""
+    step_id = store.result_step_id()
+    if step_id is None:
+        return False, None
+    return True, store.load_step_output(step_id)
+
+
+def check_resumable(store: WorkflowStore) -> None:
+    """Refuse to drive a workflow that was cancelled."""
+    try:
+        status, _ = store.load_status()
+    except KeyNotFound:
+        return
+    if status.get("status") == WorkflowStatus.CANCELED:
+        raise WorkflowNotResumableError(
+            store.workflow_id, "it was cancelled; delete it with workflow.delete() to run it again"
+        )
+
+
+def drive(
+    storage_url: str,
+    workflow_id: str,
+    executor: Executor,
+    graph: Graph | None = None,
+    cancel_event: threading.Event | None = None,
+) -> Any:
+    """Run (or resume) the workflow to its end and return its output; stores every status change."""
+    store = WorkflowStore(open_storage(storage_url), workflow_id)
+    finished, value = stored_result(store)
+    if finished:
+        return value
+    check_resumable(store)
+    lease = Lease(store.storage, store.key("lease"), workflow_id)
+    lease.acquire()
+    try:
+        finished, value = stored_result(store)  # it may have finished while we took the lease
+        if finished:
+            return value
+        if graph is None:
+            graph = store.load_graph()
+        started = time.time()
+        store.save_status(WorkflowStatus.RUNNING, started_at=started)
+        metadata = store.load_meta().get("user_metadata", {})
+        hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
+        engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
+        try:
+            output_step, value = engine.run()
+        except StepFailed as failure:
+            error = WorkflowExecutionError(workflow_id, failure.step_id, failure.error)
+            error.__cause__ = failure.error
+            _finish(store, WorkflowStatus.FAILED, started, error, failure.step_id)
+            raise error from failure.error
+        except Cancelled:
+            store.clear_cancel()
+            error = WorkflowCancellationError(workflow_id)
+            _finish(store, WorkflowStatus.CANCELED, started, error)
+            raise error from None
+        except LeaseLost:
+            raise WorkflowRunningError(workflow_id, "another driver took it over") from None
+        except BaseException as unexpected:
+            error = WorkflowExecutionError(workflow_id, None, unexpected)
+            _finish(store, WorkflowStatus.FAILED, started, error)
+            raise error from unexpected
+        store.save_result_pointer(output_step)
+        _finish(store, WorkflowStatus.SUCCESSFUL, started, None)
+        return value
+    finally:
+        lease.release()
+
+
+def _finish(
+    store: WorkflowStore, status: WorkflowStatus, started: float, error: BaseException | None, step_id: str | None = None
+) -> None:
+    details: dict[str, Any] = {"started_at": started, "ended_at": time.time()}
+    if step_id is not None:
+        details["failed_step"] = step_id
+    store.save_status(status, error=error, **details)
+    hook().durably_workflow_finished(workflow_id=store.workflow_id, status=status.value, error=error)

@@ -1,0 +1,101 @@
+"""Flattens a graph of lazy step futures into a table of steps, without recursion."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from durably._options import StepOptions
+from durably._step import Workflow
+
+
+@dataclass
+class StepSpec:
+    """One step of a flattened graph: what to call, with what, after which steps."""
+
+    step_id: str
+    name: str
+    func_key: str
+    encoded_args: bytes
+    dependencies: list[str]
+    options: StepOptions
+    named: bool = False
+
+
+@dataclass
+class Graph:
+    """Steps in an order where every step comes after its dependencies; ``output`` is the last one's id."""
+
+    steps: list[StepSpec]
+    output: str
+    functions: dict[str, bytes] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def _topological_order(root: Workflow[Any]) -> list[Workflow[Any]]:
+    """Post-order over dependencies with an explicit stack: 100,000-deep chains are fine."""
+    order: list[Workflow[Any]] = []
+    placed: set[int] = set()
+    stack: list[tuple[Workflow[Any], bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in placed:
+            continue
+        if expanded:
+            placed.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for dependency in reversed(node.dependencies):
+            if id(dependency) not in placed:
+                stack.append((dependency, False))
+    return order
+
+
+def _unique_ids(nodes: list[Workflow[Any]], parent_step_id: str | None) -> list[str]:
+    """Readable ids for a top-level graph (``add``, ``add_1``); fixed-length ones under a parent.
+
+    Ids under a parent step are derived from the parent's id and the position, so a step that
+    returns the same continuation again after a crash names its steps the same way.
+    """
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for position, node in enumerate(nodes):
+        name = node.function.default_name
+        if parent_step_id is None:
+            count = seen.get(name, 0)
+            seen[name] = count + 1
+            ids.append(name if count == 0 else f"{name}_{count}")
+        else:
+            digest = hashlib.blake2b(f"{parent_step_id}/{position}".encode(), digest_size=6).hexdigest()
+            ids.append(f"{name}.{digest}")
+    return ids
+
+
+def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
+    """The step table of the graph ending at ``root``; functions de-duplicated by content."""
+    if not isinstance(root, Workflow):
+        raise TypeError(f"expected a step future (the result of f.step(...)), got {type(root).__name__}")
+    nodes = _topological_order(root)
+    ids = _unique_ids(nodes, parent_step_id)
+    id_of = {id(node): step_id for node, step_id in zip(nodes, ids)}
+    functions: dict[str, bytes] = {}
+    steps: list[StepSpec] = []
+    for node, step_id in zip(nodes, ids):
+        pickled = node.function.pickled()
+        functions.setdefault(pickled.key, pickled.data)
+        steps.append(
+            StepSpec(
+                step_id=step_id,
+                name=node.function.default_name,
+                func_key=pickled.key,
+                encoded_args=node.encoded_args,
+                dependencies=[id_of[id(dependency)] for dependency in node.dependencies],
+                options=node.step_options,
+                named=node.step_options.name is not None,
+            )
+        )
+    return Graph(steps=steps, output=ids[-1], functions=functions)

@@ -1,0 +1,204 @@
+"""The workflow key layout on top of a Storage; the only module that knows the keys.
+
+```
+index/<workflow_id>                         one small marker per workflow (cheap list_all)
+workflows/<id>/meta                         user metadata and creation time (created once)
+workflows/<id>/graph                        the step table of the top-level graph
+workflows/<id>/functions/<hash>             each distinct step function, pickled once
+workflows/<id>/status                       status, times, the error of a failed run
+workflows/<id>/steps/<step_id>              a finished step: output + its metadata
+workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
+workflows/<id>/names/<name>                 which step a dynamically created named step is
+workflows/<id>/result                       which step's output is the workflow's output
+workflows/<id>/lease/<n>                    who drives the workflow now (see _lease.py)
+workflows/<id>/cancel                       a cancellation request
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from durably import _codec
+from durably._errors import CheckpointCorruptedError, WorkflowNotFoundError
+from durably._graph import Graph
+from durably.storage import KeyNotFound, Storage
+
+KIND_META = 1
+KIND_GRAPH = 2
+KIND_STATUS = 3
+KIND_STEP = 4
+KIND_CONTINUATION = 5
+KIND_POINTER = 6
+KIND_FUNCTION = 7
+
+
+class StoredOutput:
+    """Stands for a finished step's output that the consumer loads from storage itself."""
+
+    __slots__ = ("step_id",)
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+
+    def __reduce__(self) -> tuple[type[StoredOutput], tuple[str]]:
+        return (StoredOutput, (self.step_id,))
+
+    def __repr__(self) -> str:
+        return f"StoredOutput({self.step_id!r})"
+
+
+class WorkflowStore:
+    """Reads and writes one workflow's records."""
+
+    def __init__(self, storage: Storage, workflow_id: str) -> None:
+        self.storage = storage
+        self.workflow_id = workflow_id
+        self.prefix = f"workflows/{workflow_id}"
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    # -- record helpers -----------------------------------------------------------------------
+    def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
+        data = self.storage.get(key)
+        found_kind, meta, payload = _codec.decode_record(key, data)
+        if kind is not None and found_kind != kind:
+            raise CheckpointCorruptedError(key, f"record kind {found_kind} where {kind} was expected")
+        return meta, payload
+
+    def _read_value(self, key: str, kind: int) -> tuple[dict[str, Any], Any]:
+        meta, payload = self._read(key, kind)
+        try:
+            return meta, _codec.loads(payload)
+        except Exception as exc:
+            raise CheckpointCorruptedError(key, f"cannot unpickle it: {type(exc).__name__}: {exc}") from exc
+
+    # -- creation -----------------------------------------------------------------------------
+    def create(self, graph: Graph, metadata: dict[str, Any]) -> bool:
+        """Store a new workflow; False when a graph is already stored under this id (nothing replaced)."""
+        self.save_functions(graph.functions)
+        graph_record = _codec.encode_record(KIND_GRAPH, {}, _codec.dumps(Graph(graph.steps, graph.output)))
+        created = self.storage.put_if_absent(self.key("graph"), graph_record)
+        meta = {"user_metadata": metadata, "created_at": time.time(), "output": graph.output}
+        self.storage.put_if_absent(self.key("meta"), _codec.encode_record(KIND_META, meta))
+        self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
+        return created
+
+    def exists(self) -> bool:
+        return self.storage.exists(self.key("meta"))
+
+    def load_meta(self) -> dict[str, Any]:
+        try:
+            meta, _ = self._read(self.key("meta"), KIND_META)
+        except KeyNotFound:
+            raise WorkflowNotFoundError(self.workflow_id) from None
+        return meta
+
+    def load_graph(self) -> Graph:
+        try:
+            _, graph = self._read_value(self.key("graph"), KIND_GRAPH)
+        except KeyNotFound:
+            raise WorkflowNotFoundError(self.workflow_id) from None
+        return graph  # type: ignore[no-any-return]
+
+    def save_functions(self, functions: dict[str, bytes]) -> None:
+        for func_key, data in functions.items():
+            self.storage.put_if_absent(self.key("functions", func_key), _codec.encode_record(KIND_FUNCTION, {}, data))
+
+    def load_function(self, func_key: str) -> Any:
+        _, func = self._read_value(self.key("functions", func_key), KIND_FUNCTION)
+        return func
+
+    # -- status -------------------------------------------------------------------------------
+    def save_status(self, status: str, **details: Any) -> None:
+        error = details.pop("error", None)
+        meta = {"status": status, "updated_at": time.time(), **details}
+        payload = b""
+        if error is not None:
+            meta["error"] = f"{type(error).__name__}: {error}"
+            try:
+                payload = _codec.dumps(error)
+            except Exception:
+                payload = _codec.dumps(RuntimeError(meta["error"]))
+        self.storage.put(self.key("status"), _codec.encode_record(KIND_STATUS, meta, payload))
+
+    def load_status(self) -> tuple[dict[str, Any], BaseException | None]:
+        """The status record and the stored error, if any; raises KeyNotFound when there is none."""
+        meta, payload = self._read(self.key("status"), KIND_STATUS)
+        error = _codec.loads(payload) if len(payload) else None
+        return meta, error
+
+    # -- steps --------------------------------------------------------------------------------
+    def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> None:
+        self.storage.put(self.key("steps", step_id), _codec.encode_record(KIND_STEP, meta, _codec.dumps(value)))
+
+    def load_step_output(self, step_id: str) -> Any:
+        return self._read_value(self.key("steps", step_id), KIND_STEP)[1]
+
+    def load_step_meta(self, step_id: str) -> dict[str, Any]:
+        for folder, kind in (("steps", KIND_STEP), ("continuations", KIND_CONTINUATION)):
+            try:
+                return self._read(self.key(folder, step_id), kind)[0]
+            except KeyNotFound:
+                continue
+        raise KeyNotFound(self.key("steps", step_id))
+
+    def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> None:
+        self.save_functions(graph.functions)
+        payload = _codec.dumps(Graph(graph.steps, graph.output))
+        self.storage.put(self.key("continuations", step_id), _codec.encode_record(KIND_CONTINUATION, meta, payload))
+
+    def load_continuation(self, step_id: str) -> Graph:
+        return self._read_value(self.key("continuations", step_id), KIND_CONTINUATION)[1]  # type: ignore[no-any-return]
+
+    def _listed_ids(self, folder: str) -> Iterator[str]:
+        start = len(self.key(folder)) + 1
+        for key in self.storage.list(self.key(folder)):
+            yield key[start:]
+
+    def finished_steps(self) -> tuple[set[str], set[str]]:
+        """Ids of steps with a stored output, and of steps with a stored continuation (two listings)."""
+        return set(self._listed_ids("steps")), set(self._listed_ids("continuations"))
+
+    def save_step_name(self, name: str, step_id: str) -> None:
+        self.storage.put(self.key("names", name), _codec.encode_record(KIND_POINTER, {"step_id": step_id}))
+
+    def step_id_for_name(self, name: str) -> str | None:
+        try:
+            return str(self._read(self.key("names", name), KIND_POINTER)[0]["step_id"])
+        except KeyNotFound:
+            return None
+
+    # -- result -------------------------------------------------------------------------------
+    def save_result_pointer(self, step_id: str) -> None:
+        self.storage.put(self.key("result"), _codec.encode_record(KIND_POINTER, {"step_id": step_id}))
+
+    def result_step_id(self) -> str | None:
+        try:
+            return str(self._read(self.key("result"), KIND_POINTER)[0]["step_id"])
+        except KeyNotFound:
+            return None
+
+    # -- cancellation ------------------------------------------------------------------------
+    def request_cancel(self) -> None:
+        self.storage.put(self.key("cancel"), b"")
+
+    def cancel_requested(self) -> bool:
+        return self.storage.exists(self.key("cancel"))
+
+    def clear_cancel(self) -> None:
+        self.storage.delete_prefix(self.key("cancel"))
+
+    # -- deletion -----------------------------------------------------------------------------
+    def delete(self) -> None:
+        self.storage.delete_prefix(f"index/{self.workflow_id}")
+        self.storage.delete_prefix(self.prefix)
+
+
+def list_workflow_ids(storage: Storage) -> list[str]:
+    """Every workflow id in the storage, sorted."""
+    return [key[len("index/") :] for key in storage.list("index")]

@@ -1,0 +1,60 @@
+"""The ``ray`` executor: each step is a Ray task; values flow between tasks as ObjectRefs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from durably._options import StepOptions
+from durably._runner import StepTask, execute_step
+
+
+class RayExecutor:
+    """Submits ``execute_step`` as a two-result Ray task with the step's Ray options."""
+
+    name = "ray"
+
+    def __init__(self) -> None:
+        self._remote = ray.remote(num_returns=2)(execute_step)
+        self._configured: dict[int, tuple[StepOptions, Any]] = {}
+
+    def _remote_for(self, options: StepOptions) -> Any:
+        cached = self._configured.get(id(options))
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        # Application errors are retried inside the step (with backoff); Ray retries only
+        # system failures, such as the worker process dying, up to the same limit.
+        remote = self._remote.options(
+            max_retries=options.max_retries, retry_exceptions=False, **options.ray_options
+        )
+        self._configured[id(options)] = (options, remote)
+        return remote
+
+    def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        value, info = self._remote_for(task.spec.options).remote(task, *inputs)
+        return value, info
+
+    def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
+        ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
+        if ready and len(handles) > 1:
+            ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=0)
+        return list(ready)
+
+    def result(self, handle: Any) -> Any:
+        return ray.get(handle)
+
+    def cancel(self, handles: Sequence[Any]) -> None:
+        for handle in handles:
+            try:
+                ray.cancel(handle, force=True)
+            except Exception:  # already finished, or its owner is gone
+                pass
+
+    def error_of(self, error: BaseException) -> BaseException:
+        if isinstance(error, ray.exceptions.RayTaskError):
+            cause = error.cause
+            if isinstance(cause, BaseException):
+                return cause
+        return error

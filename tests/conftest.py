@@ -1,0 +1,78 @@
+"""Fixtures shared by every test folder: a real Ray cluster, storages, and child-process helpers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+import cloudpickle  # noqa: E402
+import durably_test_helpers  # noqa: E402
+from servers.ray_cluster import LOOPBACK_IP, RayCluster  # noqa: E402
+
+# Steps in tests call these helpers from Ray workers that cannot import the tests folder.
+cloudpickle.register_pickle_by_value(durably_test_helpers)
+
+STORAGE_KIND = os.environ.get("DURABLY_TEST_STORAGE", "file")
+# Any Ray that a test (or a child driver) starts listens on loopback only, with a token.
+os.environ.setdefault("DURABLY_RAY_NODE_IP", LOOPBACK_IP)
+RayCluster.configure_client_auth(Path(tempfile.mkdtemp(prefix="durably-tests-")))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real Ray head node started with `ray start`; this test process is connected to it."""
+    import ray
+
+    cluster = RayCluster()
+    try:
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()
+
+
+@pytest.fixture(params=["local", "ray"])
+def executor(request: pytest.FixtureRequest) -> str:
+    """Each workflow test runs on both executors: same semantics, same suite."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+    return str(request.param)
+
+
+@pytest.fixture
+def storage_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty storage location of the kind DURABLY_TEST_STORAGE names (file by default)."""
+    if STORAGE_KIND == "file":
+        return str(tmp_path / "storage")
+    if STORAGE_KIND == "memory":
+        return f"memory://test-{uuid.uuid4().hex}"
+    factory = request.getfixturevalue(f"{STORAGE_KIND}_storage_url_factory")
+    return str(factory())
+
+
+@pytest.fixture
+def wf(storage_url: str, executor: str) -> Any:
+    """The workflow module, initialised on a fresh storage with the executor under test."""
+    from durably import workflow
+
+    workflow.init(storage=storage_url, executor=executor)
+    return workflow
+
+
+@pytest.fixture
+def counter_dir(tmp_path: Path) -> Path:
+    """A folder where steps record each execution as a file line (shared by all processes)."""
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    return folder

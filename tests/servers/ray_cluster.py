@@ -1,0 +1,114 @@
+"""A real Ray cluster for tests: a head started with `ray start --head --block`, plus extra nodes.
+
+Each node runs in its own process group and is stopped by that group's id, never by name,
+so a test run never touches a Ray instance it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from servers._process import ServerProcess, free_port
+
+
+def _ray_command() -> str:
+    candidate = Path(sys.executable).with_name("ray")
+    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
+
+
+#: Ray replaces 127.0.0.1 by the machine's network address; another loopback address it keeps,
+#: so every node, driver and worker talks over loopback only.
+LOOPBACK_IP = "127.0.0.2"
+
+
+class RayCluster:
+    """One head node (and optional worker nodes) on a loopback address, with token authentication."""
+
+    def __init__(self, num_cpus: int = 2, resources: str = '{"durably_test": 4}') -> None:
+        self.port = free_port()
+        self.address = f"{LOOPBACK_IP}:{self.port}"
+        # A short temp dir: Ray's unix socket paths must stay under 107 characters.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="dray-", dir="/tmp"))
+        self.token_path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or self.temp_dir / "auth_token")
+        if not self.token_path.exists():
+            self.token_path.write_text(secrets.token_hex(32))
+        self.nodes: list[ServerProcess] = []
+        self._start_node(
+            "ray-head",
+            [
+                "--head",
+                f"--port={self.port}",
+                f"--node-ip-address={LOOPBACK_IP}",
+                f"--num-cpus={num_cpus}",
+                f"--resources={resources}",
+                "--include-dashboard=false",
+                f"--temp-dir={self.temp_dir}",
+                "--disable-usage-stats",
+            ],
+        )
+
+    def _start_node(self, name: str, arguments: list[str]) -> ServerProcess:
+        log = self.temp_dir / f"{name}-{len(self.nodes)}.log"
+        node = ServerProcess(
+            name,
+            [_ray_command(), "start", "--block", *arguments],
+            log,
+            env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env()},
+        )
+        self.nodes.append(node)
+        return node
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import ray
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.nodes[0].wait_for_port(self.port, timeout=timeout)
+            try:
+                ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def add_node(self, num_cpus: int = 1, resources: str = "{}") -> ServerProcess:
+        """Start one more node that joins the head (a second `ray start --address`)."""
+        return self._start_node(
+            "ray-worker",
+            [
+                f"--address={self.address}",
+                f"--node-ip-address={LOOPBACK_IP}",
+                f"--num-cpus={num_cpus}",
+                f"--resources={resources}",
+                "--disable-usage-stats",
+            ],
+        )
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    @staticmethod
+    def configure_client_auth(folder: Path) -> None:
+        """Give this process (and its children) a token; Ray reads it once, at import, so call this first."""
+        token_path = folder / "ray_auth_token"
+        if not token_path.exists():
+            token_path.write_text(secrets.token_hex(32))
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+
+    def auth_env(self) -> dict[str, str]:
+        """What every process that talks to this cluster needs in its environment."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes that should join this cluster."""
+        return {**os.environ, **self.auth_env(), "RAY_ADDRESS": self.address}
