@@ -109,7 +109,7 @@ def _measure(impl: Implementation, args: Any, scratch: str) -> dict[str, Any]:
     run = impl.workload(args.workload)
     if run is None:
         return {"status": "n/a", "message": f"no {args.workload} workload"}
-    unavailable = (FeatureUnavailable, *impl.missing_feature_errors)
+    unavailable: tuple[type[BaseException], ...] = (FeatureUnavailable, *impl.missing_feature_errors)
     try:
         impl.start(_storage_url(args.storage_url, scratch))
     except unavailable as error:

@@ -1,5 +1,8 @@
 """durably itself, through its public Ray 1.x-style API, on the `ray` or the `local` executor."""
 
+# The libraries' step decorators are untyped (or not installed where mypy runs).
+# mypy: disable-error-code="untyped-decorator"
+
 from __future__ import annotations
 
 import argparse

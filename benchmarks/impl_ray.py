@@ -1,5 +1,8 @@
 """The floor: the same workloads as plain Ray tasks and a plain Ray actor, with no durability at all."""
 
+# The libraries' step decorators are untyped (or not installed where mypy runs).
+# mypy: disable-error-code="untyped-decorator"
+
 from __future__ import annotations
 
 from typing import Any

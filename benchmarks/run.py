@@ -134,7 +134,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         help="storage for the backend workload, repeatable; 'file' (default) is a fresh temporary folder",
     )
-    parser.add_argument("--timeout", type=float, help="seconds per run (default 900, quick 300)")
+    parser.add_argument("--timeout", type=float, help="seconds per run (default 1800, quick 300)")
     parser.add_argument(
         "--budget", type=float, help="seconds for the whole bench (default 3 h, quick 30 min)"
     )
@@ -142,7 +142,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--results", type=Path, default=HERE / "results", help="folder for the JSON and markdown"
     )
     args = parser.parse_args(argv)
-    args.timeout = args.timeout or (300.0 if args.quick else 900.0)
+    args.timeout = args.timeout or (300.0 if args.quick else 1800.0)
     args.budget = args.budget or (1800.0 if args.quick else 3 * 3600.0)
     args.storage_url = args.storage_url or ["file"]
     return args
@@ -153,8 +153,10 @@ def _size_for(contender: Contender, workload: str, n: int, peer_steps: int | Non
     limit = contender.max_steps if peer_steps is None else (peer_steps or None)
     if limit is None or contender.is_durably or contender.name == FLOOR:
         return n
+    if workload != "fib":
+        return min(n, limit)
     while n > 1 and step_count(workload, n) > limit:
-        n = n - 1 if workload == "fib" else limit
+        n -= 1
     return n
 
 
@@ -315,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "cpus": os.cpu_count(),
         "timeout_s": args.timeout,
+        # Other work on the machine skews every figure; the load says how quiet it was.
+        "load_average_at_start": os.getloadavg(),
     }
     deadline = time.monotonic() + args.budget
     rows: list[Row] = []
