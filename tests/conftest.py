@@ -17,6 +17,7 @@ sys.path.insert(0, str(TESTS))
 
 import cloudpickle  # noqa: E402
 import durably_test_helpers  # noqa: E402
+from servers.fake_gcs import fake_gcs, gcs_storage_url_factory  # noqa: E402, F401
 from servers.ray_cluster import LOOPBACK_IP, RayCluster  # noqa: E402
 
 # Steps in tests call these helpers from Ray workers that cannot import the tests folder.

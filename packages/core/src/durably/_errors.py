@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import pickle
+from typing import Any
+
 
 class WorkflowError(Exception):
     """Base class of every durably workflow error."""
+
+    _init_args: tuple[Any, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        original_init = cls.__init__
+
+        def init_remembering_arguments(self: WorkflowError, *args: Any) -> None:
+            original_init(self, *args)
+            self._init_args = args
+
+        cls.__init__ = init_remembering_arguments  # type: ignore[method-assign]
+
+    def __reduce__(self) -> Any:
+        # Rebuild from the constructor's own arguments, so the message survives pickling
+        # (between Ray processes, and into the stored status of a failed workflow).
+        if self._init_args:
+            return (type(self), self._init_args)
+        return super().__reduce__()
 
 
 class WorkflowNotFoundError(WorkflowError, KeyError):
@@ -28,12 +50,18 @@ class WorkflowExecutionError(WorkflowError):
         reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         where = f"step {step_id!r} of workflow {workflow_id!r}" if step_id else f"workflow {workflow_id!r}"
         super().__init__(f"{where} failed: {reason}")
+        if isinstance(cause, BaseException):
+            self.__cause__ = cause
 
-    def __reduce__(self) -> tuple[type[WorkflowExecutionError], tuple[str, str | None, str]]:
-        return (type(self), (self.workflow_id, self.step_id, self._reason()))
-
-    def _reason(self) -> str:
-        return str(self.args[0]).split(" failed: ", 1)[-1]
+    def __reduce__(self) -> Any:
+        # Keep the cause itself when it pickles (it becomes __cause__ again); else its text.
+        workflow_id, step_id, cause = self._init_args
+        if isinstance(cause, BaseException):
+            try:
+                pickle.dumps(cause)
+            except Exception:
+                cause = f"{type(cause).__name__}: {cause}"
+        return (type(self), (workflow_id, step_id, cause))
 
 
 class WorkflowCancellationError(WorkflowError):

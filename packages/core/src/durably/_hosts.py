@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from typing import Any
 
 from durably._driver import drive
@@ -70,7 +71,22 @@ class RayEngineHost:
             max_restarts=-1,
         ).remote("ray")
 
+    def _wait_until_available(self, timeout: float = 120.0) -> None:
+        """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""
+        import ray
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ray.get(self.actor.ping.remote(), timeout=timeout)
+                return
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+        self._wait_until_available()
         return self.actor.run.remote(storage_url, workflow_id, graph)
 
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
@@ -87,4 +103,5 @@ class RayEngineHost:
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         import ray
 
+        self._wait_until_available()
         return bool(ray.get(self.actor.cancel.remote(storage_url, workflow_id)))

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from durably import _codec
-from durably._errors import CheckpointCorruptedError, WorkflowNotFoundError
+from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
 from durably._graph import Graph
 from durably.storage import KeyNotFound, Storage
 
@@ -74,6 +74,12 @@ class WorkflowStore:
         meta, payload = self._read(key, kind)
         try:
             return meta, _codec.loads(payload)
+        except (ImportError, AttributeError) as exc:
+            # The checksum matched, so the bytes are intact: the code they refer to is missing here.
+            raise WorkflowError(
+                f"cannot load {key!r} in this process: {type(exc).__name__}: {exc}. Make the code it needs "
+                "importable on every Ray worker (install the package, or use a runtime_env)."
+            ) from exc
         except Exception as exc:
             raise CheckpointCorruptedError(key, f"cannot unpickle it: {type(exc).__name__}: {exc}") from exc
 

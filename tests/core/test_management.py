@@ -1,0 +1,178 @@
+"""Managing stored workflows: status, outputs, listing, resume, cancel, delete, and their errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from durably_test_helpers import count_runs, record_run
+
+from durably import workflow
+
+pytestmark = pytest.mark.workflow
+
+
+@workflow.step
+def counted(counter_dir: str, name: str, value: Any) -> Any:
+    record_run(counter_dir, name)
+    return value
+
+
+@workflow.step(max_retries=0)
+def gate(counter_dir: str, value: Any) -> Any:
+    record_run(counter_dir, "gate")
+    if not (Path(counter_dir) / "open").exists():
+        raise RuntimeError("the gate is closed")
+    return value
+
+
+@workflow.step
+def combine(a: Any, b: Any) -> Any:
+    return [a, b]
+
+
+@workflow.step
+def sleepy(path: str) -> str:
+    deadline = time.monotonic() + 120
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "woke"
+
+
+def _failing_flow(counter_dir: Path) -> Any:
+    return combine.step(counted.step(str(counter_dir), "before", 1), gate.step(str(counter_dir), 2))
+
+
+def test_failed_workflow_reports_failed_with_the_step_and_cause(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError) as raised:
+        _failing_flow(counter_dir).run(workflow_id="broken")
+    assert raised.value.workflow_id == "broken"
+    assert raised.value.step_id == "gate"
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert "the gate is closed" in str(raised.value)
+    assert wf.get_status("broken") == wf.WorkflowStatus.FAILED
+    with pytest.raises(wf.WorkflowExecutionError, match="gate"):
+        wf.get_output("broken")
+
+
+def test_resume_runs_only_the_unfinished_steps(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="resumed")
+    (counter_dir / "open").touch()
+    assert wf.resume("resumed") == [1, 2]
+    assert count_runs(counter_dir, "before") == 1
+    assert count_runs(counter_dir, "gate") == 2
+    assert wf.get_status("resumed") == wf.WorkflowStatus.SUCCESSFUL
+
+
+def test_resume_async_returns_a_handle_to_the_output(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="resumed-async")
+    (counter_dir / "open").touch()
+    handle = wf.resume_async("resumed-async")
+    assert _result(handle) == [1, 2]
+
+
+def _result(handle: Any) -> Any:
+    import concurrent.futures
+
+    if isinstance(handle, concurrent.futures.Future):
+        return handle.result(timeout=120)
+    import ray
+
+    return ray.get(handle, timeout=120)
+
+
+def test_resume_all_resumes_failed_ones_only_when_asked(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="to-resume")
+    assert wf.resume_all() == []
+    (counter_dir / "open").touch()
+    resumed = wf.resume_all(include_failed=True)
+    assert [workflow_id for workflow_id, _ in resumed] == ["to-resume"]
+    assert _result(resumed[0][1]) == [1, 2]
+
+
+def test_list_all_filters_by_status_name_or_set(wf: Any, counter_dir: Path) -> None:
+    counted.step(str(counter_dir), "ok", 1).run(workflow_id="good")
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="bad")
+    assert sorted(wf.list_all()) == [("bad", wf.WorkflowStatus.FAILED), ("good", wf.WorkflowStatus.SUCCESSFUL)]
+    assert wf.list_all(wf.WorkflowStatus.FAILED) == [("bad", wf.WorkflowStatus.FAILED)]
+    assert wf.list_all("successful") == [("good", wf.WorkflowStatus.SUCCESSFUL)]
+    assert len(wf.list_all({"FAILED", wf.WorkflowStatus.SUCCESSFUL})) == 2
+    with pytest.raises(ValueError, match="unknown status"):
+        wf.list_all("DONE")
+
+
+def test_cancel_stops_a_running_workflow(wf: Any, tmp_path: Path) -> None:
+    handle = sleepy.step(str(tmp_path / "never")).run_async(workflow_id="to-cancel")
+    deadline = time.monotonic() + 60
+    while wf.get_status("to-cancel") != wf.WorkflowStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wf.cancel("to-cancel")
+    assert wf.get_status("to-cancel") == wf.WorkflowStatus.CANCELED
+    with pytest.raises(Exception, match="cancel"):
+        _result(handle)
+    with pytest.raises(wf.WorkflowNotResumableError, match="cancelled"):
+        wf.resume("to-cancel")
+
+
+def test_cancel_of_a_failed_workflow_marks_it_canceled(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="failed-then-cancelled")
+    wf.cancel("failed-then-cancelled")
+    assert wf.get_status("failed-then-cancelled") == wf.WorkflowStatus.CANCELED
+
+
+def test_delete_removes_every_key(wf: Any, counter_dir: Path) -> None:
+    counted.step(str(counter_dir), "x", 1).run(workflow_id="doomed")
+    storage = workflow_storage()
+    assert any(key.startswith("workflows/doomed/") for key in storage.list("workflows"))
+    wf.delete("doomed")
+    assert [key for key in storage.list("") if "doomed" in key] == []
+    with pytest.raises(wf.WorkflowNotFoundError):
+        wf.get_status("doomed")
+
+
+def workflow_storage() -> Any:
+    from durably._api import storage
+
+    return storage()
+
+
+def test_delete_is_refused_while_running(wf: Any, tmp_path: Path) -> None:
+    gate_file = tmp_path / "gate"
+    handle = sleepy.step(str(gate_file)).run_async(workflow_id="running")
+    deadline = time.monotonic() + 60
+    while wf.get_status("running") != wf.WorkflowStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(wf.WorkflowRunningError, match="running"):
+        wf.delete("running")
+    gate_file.touch()
+    assert _result(handle) == "woke"
+    wf.delete("running")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda wf: wf.get_status("nope"),
+        lambda wf: wf.get_output("nope"),
+        lambda wf: wf.get_metadata("nope"),
+        lambda wf: wf.resume("nope"),
+        lambda wf: wf.cancel("nope"),
+        lambda wf: wf.delete("nope"),
+    ],
+)
+def test_unknown_ids_raise_workflow_not_found(wf: Any, call: Any) -> None:
+    with pytest.raises(wf.WorkflowNotFoundError, match="nope"):
+        call(wf)
+
+
+def test_unknown_step_name_raises_not_found(wf: Any, counter_dir: Path) -> None:
+    counted.step(str(counter_dir), "x", 1).run(workflow_id="has-steps")
+    with pytest.raises(wf.WorkflowNotFoundError, match="no_such_step"):
+        wf.get_output("has-steps", name="no_such_step")
