@@ -332,13 +332,14 @@ def main(argv: list[str] | None = None) -> int:
             row.status, row.message = "skipped", "the bench's time budget ran out"
             continue
         row.timeout = min(args.timeout, left)
+        try:
+            python: str | None = _python_for(contender, meta)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+            python = None
+            row.status, row.message = "error", f"could not prepare its venv: {error}"
         print(f"[{index}/{len(planned)}] {row.workload} N={row.n:,} {row.implementation} ...",
               end=" ", file=sys.stderr, flush=True)  # fmt: skip
-        try:
-            python = _python_for(contender, meta)
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
-            row.status, row.message = "error", f"could not prepare its venv: {error}"
-        else:
+        if python is not None:
             log = logs / f"{row.workload}-{row.implementation.replace(' ', '_')}.log"
             _run_one(python, contender.script, row, extra, args, log)
         shown = f"{row.best:.2f} s" if row.best is not None else f"{row.status} {row.message}"[:200]
