@@ -17,11 +17,13 @@ sys.path.insert(0, str(TESTS))
 
 import cloudpickle  # noqa: E402
 import durably_test_helpers  # noqa: E402
-from servers.fake_gcs import fake_gcs, gcs_storage_url_factory  # noqa: E402, F401
 from servers.ray_cluster import LOOPBACK_IP, RayCluster  # noqa: E402
 
 # Steps in tests call these helpers from Ray workers that cannot import the tests folder.
 cloudpickle.register_pickle_by_value(durably_test_helpers)
+
+# Fixtures of the real S3 (SeaweedFS) and GCS (fake-gcs-server) servers, for every test folder.
+pytest_plugins = ["servers.seaweedfs", "servers.fake_gcs"]
 
 STORAGE_KIND = os.environ.get("DURABLY_TEST_STORAGE", "file")
 # Any Ray that a test (or a child driver) starts listens on loopback only, with a token.
@@ -30,9 +32,12 @@ RayCluster.configure_client_auth(Path(tempfile.mkdtemp(prefix="durably-tests-"))
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayCluster]:
+def ray_cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
     """A real Ray head node started with `ray start`; this test process is connected to it."""
     import ray
+
+    if STORAGE_KIND == "s3":
+        request.getfixturevalue("s3_credentials")  # Ray workers inherit the credentials it exports
 
     cluster = RayCluster()
     try:

@@ -205,7 +205,8 @@ class WorkflowEngine:
 
     def _submit(self, node: _Node, inputs: list[Any]) -> None:
         task = StepTask(self.storage_url, self.store.workflow_id, node.spec, node.dynamic)
-        value, info = self.executor.submit(task, inputs)
+        submit = self.executor.submit_event if node.spec.event else self.executor.submit
+        value, info = submit(task, inputs)
         node.state = SUBMITTED
         node.value = value
         self.inflight[info] = node.spec.step_id
@@ -301,9 +302,15 @@ class WorkflowEngine:
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
                     self._check_interrupts()
-        except BaseException:
+        except Cancelled:
             self.executor.cancel(list(self.inflight))
             raise
+        except BaseException:
+            # A wait for an event may never end, and nothing will consume it now.
+            self.executor.cancel([info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event])
+            raise
+        # After a failure, steps on other branches finish and checkpoint (less to redo on resume);
+        # the ones that consumed the failed output fail by themselves.
 
     def _check_interrupts(self) -> None:
         if self.cancel_event.is_set() or self.store.cancel_requested():

@@ -12,11 +12,16 @@ workflows/<id>/names/<name>                 which step a dynamically created nam
 workflows/<id>/result                       which step's output is the workflow's output
 workflows/<id>/lease/<n>                    who drives the workflow now (see _lease.py)
 workflows/<id>/cancel                       a cancellation request
+workflows/<id>/events/<step_id>             an event a wait_for_event step received, before acknowledging it
+workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
+workflows/<id>/claims/<key>/<n>             which wait_for_event step received that event
+workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
 ```
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +38,8 @@ KIND_STEP = 4
 KIND_CONTINUATION = 5
 KIND_POINTER = 6
 KIND_FUNCTION = 7
+KIND_EVENT = 8
+KIND_MESSAGE = 9
 
 
 class StoredOutput:
@@ -198,6 +205,62 @@ class WorkflowStore:
 
     def clear_cancel(self) -> None:
         self.storage.delete_prefix(self.key("cancel"))
+
+    # -- events -------------------------------------------------------------------------------
+    def save_pending_event(self, step_id: str, event: Any) -> None:
+        record = _codec.encode_record(KIND_EVENT, {}, _codec.dumps(event))
+        self.storage.put(self.key("events", step_id), record)
+
+    def load_pending_event(self, step_id: str) -> tuple[bool, Any]:
+        """(True, event) if the step received an event that may be unacknowledged, else (False, None)."""
+        try:
+            return True, self._read_value(self.key("events", step_id), KIND_EVENT)[1]
+        except KeyNotFound:
+            return False, None
+
+    @staticmethod
+    def _mailbox(key: str) -> str:
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    def message_numbers(self, key: str) -> list[int]:
+        """Numbers of the external events sent under ``key``, oldest first."""
+        return sorted(int(name) for name in self._listed_ids(f"mailbox/{self._mailbox(key)}"))
+
+    def claimed_numbers(self, key: str) -> set[int]:
+        return {int(name) for name in self._listed_ids(f"claims/{self._mailbox(key)}")}
+
+    def add_message(self, key: str, payload: Any) -> int:
+        """Append an external event under ``key``; returns its number (distinct for concurrent senders)."""
+        meta = {"key": key, "sent_at": time.time()}
+        record = _codec.encode_record(KIND_MESSAGE, meta, _codec.dumps(payload))
+        numbers = self.message_numbers(key)
+        number = numbers[-1] + 1 if numbers else 0
+        mailbox = self._mailbox(key)
+        while not self.storage.put_if_absent(self.key("mailbox", mailbox, f"{number:012d}"), record):
+            number += 1
+        return number
+
+    def load_message(self, key: str, number: int) -> Any:
+        return self._read_value(self.key("mailbox", self._mailbox(key), f"{number:012d}"), KIND_MESSAGE)[1]
+
+    def claim_message(self, key: str, number: int, step_id: str) -> bool:
+        """Make ``step_id`` the one receiver of a message; True if it is (now, or from before a crash)."""
+        claim = self.key("claims", self._mailbox(key), f"{number:012d}")
+        if self.storage.put_if_absent(claim, _codec.encode_record(KIND_POINTER, {"step_id": step_id})):
+            return True
+        return bool(self._read(claim, KIND_POINTER)[0]["step_id"] == step_id)
+
+    def save_receiving(self, step_id: str, key: str, number: int) -> None:
+        record = _codec.encode_record(KIND_POINTER, {"key": key, "number": number})
+        self.storage.put(self.key("receivers", step_id), record)
+
+    def load_receiving(self, step_id: str, key: str) -> int | None:
+        """The message number the step was taking under ``key`` when it last ran, if any."""
+        try:
+            meta = self._read(self.key("receivers", step_id), KIND_POINTER)[0]
+        except KeyNotFound:
+            return None
+        return int(meta["number"]) if meta.get("key") == key else None
 
     # -- deletion -----------------------------------------------------------------------------
     def delete(self) -> None:

@@ -19,6 +19,7 @@ class RayExecutor:
     def __init__(self) -> None:
         self._remote = ray.remote(num_returns=2)(execute_step)
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
+        self._events: Any = None
 
     def _remote_for(self, options: StepOptions) -> Any:
         cached = self._configured.get(id(options))
@@ -36,6 +37,15 @@ class RayExecutor:
         value, info = self._remote_for(task.spec.options).remote(task, *inputs)
         return value, info
 
+    def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        # One shared async actor holds every waiting event step of the cluster, with no CPU.
+        if self._events is None:
+            from durably.events._hosts import events_actor
+
+            self._events = events_actor()
+        value, info = self._events.run.options(num_returns=2).remote(task, *inputs)
+        return value, info
+
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
         ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
         if ready and len(handles) > 1:
@@ -48,7 +58,11 @@ class RayExecutor:
     def cancel(self, handles: Sequence[Any]) -> None:
         for handle in handles:
             try:
-                ray.cancel(handle, force=True)
+                # Not force: forced cancellation of many dependent tasks trips a Ray task-manager
+                # check; a plain cancel interrupts the step's Python code, which is what we need.
+                ray.cancel(handle, force=False)
+            except ValueError:  # an event step: a call on the events actor, which cannot be forced
+                ray.cancel(handle)
             except Exception:  # already finished, or its owner is gone
                 pass
 
