@@ -30,6 +30,7 @@ from durably.executors import Executor
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
 WAIT_WINDOW = 64
 CANCEL_CHECK_SECONDS = 0.5
+TAIL_SAVE_EVERY = 256
 
 
 class _Node:
@@ -87,6 +88,31 @@ class WorkflowEngine:
         self.finished_values, self.finished_continuations = store.finished_steps()
         self._register(graph, dynamic=False, frame_owner=None)
         self.output = graph.output
+        # The last known step on the output's forwarding chain: a loop of 100,000 iterations
+        # resumes from a stored shortcut to it instead of walking every link.
+        self.tail = graph.output
+        self._tail_moves = 0
+        self._tail_saved_at = time.monotonic()
+        self._start_from_stored_tail()
+
+    def _start_from_stored_tail(self) -> None:
+        shortcut = self.store.load_tail()
+        if shortcut is None:
+            return
+        parent, tail = shortcut
+        if parent not in self.finished_continuations:
+            return
+        self._register(self.store.load_continuation(parent), dynamic=True, frame_owner=parent)
+        if tail in self.nodes:
+            self.tail = tail
+
+    def _advance_tail(self, parent: str, new_tail: str) -> None:
+        self.tail = new_tail
+        self._tail_moves += 1
+        if self._tail_moves >= TAIL_SAVE_EVERY or time.monotonic() - self._tail_saved_at > 1.0:
+            self.store.save_tail(parent, new_tail)
+            self._tail_moves = 0
+            self._tail_saved_at = time.monotonic()
 
     # -- graph bookkeeping --------------------------------------------------------------------
     def _register(self, graph: Graph, dynamic: bool, frame_owner: str | None) -> None:
@@ -120,6 +146,8 @@ class WorkflowEngine:
         else:
             node.state = FORWARD
             node.forward = graph.output
+            if step_id == self.tail:
+                self._advance_tail(step_id, graph.output)
             owner = self.catchers.pop(step_id, None)
             if owner is not None:
                 self.catchers[graph.output] = owner
@@ -243,7 +271,7 @@ class WorkflowEngine:
                 upstream.consumers_left <= 0
                 and upstream.state == DONE
                 and upstream.spec.options.checkpoint
-                and dependency != self.output
+                and dependency not in (self.output, self.tail)
             ):
                 upstream.value = StoredOutput(dependency)
 
@@ -260,7 +288,7 @@ class WorkflowEngine:
     def _catching_owner(self, step_id: str) -> str | None:
         """The nearest enclosing step with catch_exceptions that is still waiting, if any."""
         owner = self.nodes[step_id].frame_owner
-        while owner is not None:
+        while owner is not None and owner in self.nodes:  # steps before a stored tail catch nothing
             node = self.nodes[owner]
             if node.state == CATCHING:
                 return owner
@@ -287,15 +315,15 @@ class WorkflowEngine:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> tuple[str, Any]:
         """Drive to the end; returns (id of the step holding the output, the output value)."""
-        self.demand(self.output)
+        self.demand(self.tail)
         next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         try:
             while True:
-                target = self._target(self.output)
+                target = self._target(self.tail)
                 if target.state == DONE:
                     return target.spec.step_id, self._value_of(target)
                 if not self.inflight:
-                    raise AssertionError(f"workflow engine stalled: output step {self.output!r} cannot be produced")
+                    raise AssertionError(f"workflow engine stalled: output step {self.tail!r} cannot be produced")
                 window = list(itertools.islice(self.inflight, WAIT_WINDOW))
                 for info in self.executor.wait(window, timeout=CANCEL_CHECK_SECONDS):
                     self._on_finished(info)

@@ -10,6 +10,7 @@ workflows/<id>/steps/<step_id>              a finished step: output + its metada
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
 workflows/<id>/names/<name>                 which step a dynamically created named step is
 workflows/<id>/result                       which step's output is the workflow's output
+workflows/<id>/tail                         a recent step on the output's continuation chain
 workflows/<id>/lease/<n>                    who drives the workflow now (see _lease.py)
 workflows/<id>/cancel                       a cancellation request
 workflows/<id>/events/<step_id>             an event a wait_for_event step received, before acknowledging it
@@ -195,6 +196,19 @@ class WorkflowStore:
             return str(self._read(self.key("result"), KIND_POINTER)[0]["step_id"])
         except KeyNotFound:
             return None
+
+    # -- the output's forwarding chain ---------------------------------------------------------
+    def save_tail(self, parent_step_id: str, step_id: str) -> None:
+        """Remember a step on the output's continuation chain (and the step whose graph holds it)."""
+        meta = {"parent": parent_step_id, "step_id": step_id}
+        self.storage.put(self.key("tail"), _codec.encode_record(KIND_POINTER, meta))
+
+    def load_tail(self) -> tuple[str, str] | None:
+        try:
+            meta = self._read(self.key("tail"), KIND_POINTER)[0]
+        except KeyNotFound:
+            return None
+        return str(meta["parent"]), str(meta["step_id"])
 
     # -- cancellation ------------------------------------------------------------------------
     def request_cancel(self) -> None:
