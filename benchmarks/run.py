@@ -73,7 +73,7 @@ class Row:
     implementation: str
     n: int | None = None
     steps: int | None = None
-    status: str = "n/a"  # ok | n/a | unavailable | error | timeout | skipped
+    status: str = "n/a"  # ok | n/a | pending | unavailable | error | timeout | skipped
     seconds: list[float] = field(default_factory=list)
     message: str = ""
     version: str = ""
@@ -174,6 +174,7 @@ def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]
                     yield contender, row, []
                     continue
                 asked = sizes[workload]
+                row.status = "pending"
                 row.n = _size_for(contender, workload, asked, args.peer_steps)
                 if row.n != asked:
                     row.note = f"peer run at N={row.n:,} (asked {asked:,})"
@@ -305,6 +306,15 @@ def _python_for(contender: Contender, meta: dict[str, Any]) -> str:
     return str(meta["ray_workflow_python"])
 
 
+def _write_results(folder: Path, stamp: str, rows: list[Row], meta: dict[str, Any]) -> None:
+    _add_ratios(rows)
+    meta["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    document = {"meta": meta, "rows": [{**asdict(row), "ms_per_step": row.ms_per_step} for row in rows]}
+    for name in (stamp, "latest"):
+        (folder / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+        (folder / f"{name}.md").write_text(format_markdown(rows, meta))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     started = datetime.datetime.now()
@@ -321,10 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": os.getloadavg(),
     }
     deadline = time.monotonic() + args.budget
-    rows: list[Row] = []
     planned = list(_plan(args))
+    rows = [row for _, row, _ in planned]
     for index, (contender, row, extra) in enumerate(planned, 1):
-        rows.append(row)
         if row.n is None:
             continue
         left = deadline - time.monotonic()
@@ -344,18 +353,12 @@ def main(argv: list[str] | None = None) -> int:
             _run_one(python, contender.script, row, extra, args, log)
         shown = f"{row.best:.2f} s" if row.best is not None else f"{row.status} {row.message}"[:200]
         print(shown, file=sys.stderr, flush=True)
-    _add_ratios(rows)
-    text = format_text(rows)
-    print(text)
+        # Written after every cell, so a bench stopped half-way keeps what it measured.
+        _write_results(args.results, stamp, rows, meta)
+    _write_results(args.results, stamp, rows, meta)
+    print(format_text(rows))
     if meta.get("ray_workflow_venv_seconds") is not None:
-        print(
-            f"\nray 2.47 venv created in {meta['ray_workflow_venv_seconds']:.1f} s (not timed in the table)"
-        )
-    meta["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    document = {"meta": meta, "rows": [{**asdict(row), "ms_per_step": row.ms_per_step} for row in rows]}
-    for name in (stamp, "latest"):
-        (args.results / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
-        (args.results / f"{name}.md").write_text(format_markdown(rows, meta))
+        print(f"\nray 2.47 venv created in {meta['ray_workflow_venv_seconds']:.1f} s (not in the table)")
     print(f"\nwritten: {args.results / (stamp + '.md')} and .json; logs in {logs}")
     return 0
 
