@@ -1,0 +1,180 @@
+"""The virtual-actor key layout on top of a Storage; the only module that knows the actor keys.
+
+```
+actor-index/<actor_id>               one small marker per actor, written once it is constructed
+                                     (JSON: class name); ``list_actors`` lists these
+actors/<id>/class                    the actor's class, pickled by value, and its incarnation id
+actors/<id>/creator/<n>              the lease of the process running the constructor (_lease.py)
+actors/<id>/log/<seq:012d>           one committed call: the state after it + its result + call id.
+                                     seq 0 is the constructor; the highest seq is the current state
+```
+
+A record is created with ``put_if_absent``, so two writers cannot both commit the same ``seq``.
+Every record holds the whole state, so any record is a snapshot: compaction deletes, in
+ascending order, every record more than ``KEEP`` below a record whose ``seq`` is a multiple of
+``COMPACT_EVERY``. The records left therefore always form one unbroken run ending at the head.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from durably import _codec
+from durably._errors import CheckpointCorruptedError, WorkflowError
+from durably.storage import KeyNotFound, Storage
+
+KIND_ACTOR_CLASS = 20
+KIND_ACTOR_CALL = 21
+
+#: Records kept below the latest compaction point (also how far back a retried call id is found).
+KEEP = 16
+#: A committer whose seq is a multiple of this deletes the records older than ``seq - KEEP``.
+COMPACT_EVERY = 16
+
+_SEQ_DIGITS = 12
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One committed call, as stored under ``log/<seq>``."""
+
+    seq: int
+    call_id: str
+    method: str
+    incarnation: str
+    state: bytes
+    result: bytes
+
+
+class ActorStore:
+    """Reads and writes one virtual actor's records."""
+
+    def __init__(self, storage: Storage, actor_id: str) -> None:
+        self.storage = storage
+        self.actor_id = actor_id
+        self.prefix = f"actors/{actor_id}"
+        self.index_key = f"actor-index/{actor_id}"
+
+    def key(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    def log_key(self, seq: int) -> str:
+        return self.key("log", f"{seq:0{_SEQ_DIGITS}d}")
+
+    # -- class --------------------------------------------------------------------------------
+    def create_class(self, class_name: str, incarnation: str, pickled_class: bytes) -> bool:
+        """Store the class of a new actor; False when one is already stored (nothing replaced)."""
+        meta = {"class_name": class_name, "incarnation": incarnation, "created_at": time.time()}
+        record = _codec.encode_record(KIND_ACTOR_CLASS, meta, pickled_class)
+        return self.storage.put_if_absent(self.key("class"), record)
+
+    def load_class_record(self) -> tuple[dict[str, Any], bytes]:
+        """(meta, pickled class); raises KeyNotFound when the actor has no class stored."""
+        key = self.key("class")
+        found_kind, meta, payload = _codec.decode_record(key, self.storage.get(key))
+        if found_kind != KIND_ACTOR_CLASS:
+            raise CheckpointCorruptedError(
+                key, f"record kind {found_kind} where {KIND_ACTOR_CLASS} was expected"
+            )
+        return meta, bytes(payload)
+
+    def delete_class(self) -> None:
+        self.storage.delete_prefix(self.key("class"))
+
+    # -- index --------------------------------------------------------------------------------
+    def mark_listed(self, class_name: str) -> None:
+        self.storage.put_if_absent(self.index_key, json.dumps({"class_name": class_name}).encode())
+
+    def is_listed(self) -> bool:
+        return self.storage.exists(self.index_key)
+
+    # -- log ----------------------------------------------------------------------------------
+    def append(self, record: CallRecord) -> bool:
+        """Commit ``record`` at its seq; False when another writer committed that seq first."""
+        meta = {
+            "seq": record.seq,
+            "call_id": record.call_id,
+            "method": record.method,
+            "incarnation": record.incarnation,
+            "state_bytes": len(record.state),
+            "committed_at": time.time(),
+        }
+        data = _codec.encode_record(KIND_ACTOR_CALL, meta, record.state + record.result)
+        return self.storage.put_if_absent(self.log_key(record.seq), data)
+
+    def read(self, seq: int) -> CallRecord | None:
+        """The record committed at ``seq``, or None when there is none (not yet, or compacted)."""
+        key = self.log_key(seq)
+        try:
+            data = self.storage.get(key)
+        except KeyNotFound:
+            return None
+        found_kind, meta, payload = _codec.decode_record(key, data)
+        if found_kind != KIND_ACTOR_CALL:
+            raise CheckpointCorruptedError(
+                key, f"record kind {found_kind} where {KIND_ACTOR_CALL} was expected"
+            )
+        split = int(meta["state_bytes"])
+        return CallRecord(
+            seq=int(meta["seq"]),
+            call_id=str(meta["call_id"]),
+            method=str(meta["method"]),
+            incarnation=str(meta["incarnation"]),
+            state=bytes(payload[:split]),
+            result=bytes(payload[split:]),
+        )
+
+    def has(self, seq: int) -> bool:
+        return self.storage.exists(self.log_key(seq))
+
+    def forget(self, seq: int) -> None:
+        """Delete one record (a write that turned out to be stale; see ``_actor_calls``)."""
+        self.storage.delete_prefix(self.log_key(seq))
+
+    def stored_seqs(self) -> list[int]:
+        """Every seq with a record, ascending (one listing: for recovery and compaction only)."""
+        seqs = []
+        for key in self.storage.list(self.key("log")):
+            name = key.rsplit("/", 1)[1]
+            if name.isdigit():
+                seqs.append(int(name))
+        return sorted(seqs)
+
+    def compact(self, head: int) -> int:
+        """Delete, oldest first, every record below ``head - KEEP``; returns how many were deleted."""
+        cutoff = head - KEEP
+        deleted = 0
+        for seq in self.stored_seqs():
+            if seq >= cutoff:
+                break
+            self.forget(seq)
+            deleted += 1
+        return deleted
+
+    # -- everything ---------------------------------------------------------------------------
+    def keys(self) -> Iterator[str]:
+        yield from self.storage.list(self.prefix)
+
+    def delete(self) -> None:
+        """Remove the actor: first from the index (so it is no longer listed), then every record."""
+        self.storage.delete_prefix(self.index_key)
+        self.storage.delete_prefix(self.prefix)
+
+
+def list_actor_entries(storage: Storage) -> list[tuple[str, str]]:
+    """(actor id, class name) of every constructed actor in the storage, sorted by id."""
+    found = []
+    for key in storage.list("actor-index"):
+        actor_id = key[len("actor-index/") :]
+        try:
+            marker = json.loads(storage.get(key))
+        except KeyNotFound:
+            continue  # deleted while we listed
+        except ValueError as exc:
+            raise WorkflowError(f"the index marker of actor {actor_id!r} is not valid JSON: {exc}") from exc
+        found.append((actor_id, str(marker.get("class_name", "?"))))
+    return found
