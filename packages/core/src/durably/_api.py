@@ -321,8 +321,14 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
 
 
 def delete(workflow_id: str) -> None:
-    """Remove every stored key of a workflow that is not running."""
-    store = _existing_store(workflow_id)
+    """Remove a stopped workflow and its keys; if no workflow has the id, the virtual actor that has it."""
+    store = _store(workflow_id)
+    if not store.exists():
+        from durably._actors import delete_actor_if_exists
+
+        if delete_actor_if_exists(workflow_id):
+            return
+        raise WorkflowNotFoundError(workflow_id)
     if lease_is_live(store.storage, store.key("lease")):
         raise WorkflowRunningError(workflow_id, "cancel it before deleting it")
     store.delete()

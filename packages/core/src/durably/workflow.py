@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from durably._actors import (
+    ActorHandle,
+    ActorMethodError,
+    ActorNotFoundError,
+    delete_actor,
+    get_actor,
+    list_actors,
+    virtual_actor,
+)
 from durably._api import (
     cancel,
     delete,
@@ -28,6 +37,9 @@ from durably._step import StepFunction, Workflow, step
 from durably.events import EventListener
 
 __all__ = [
+    "ActorHandle",
+    "ActorMethodError",
+    "ActorNotFoundError",
     "CheckpointCorruptedError",
     "EventListener",
     "StepFunction",
@@ -41,13 +53,17 @@ __all__ = [
     "WorkflowStatus",
     "cancel",
     "delete",
+    "delete_actor",
+    "get_actor",
     "get_metadata",
     "get_output",
     "get_status",
     "init",
+    "list_actors",
     "list_all",
     "resume",
     "resume_all",
     "resume_async",
     "step",
+    "virtual_actor",
 ]
