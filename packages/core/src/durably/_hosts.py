@@ -12,11 +12,68 @@ import time
 from typing import Any
 
 from durably._driver import drive
+from durably._errors import WorkflowError
 from durably._graph import Graph
-from durably._resolve import open_executor
+from durably._resolve import open_executor, open_storage
+from durably._status import WorkflowStatus
+from durably._store import WorkflowStore
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
+
+
+class Admission:
+    """At most ``max_running`` workflows run at once; up to ``max_pending`` more wait, PENDING, in order."""
+
+    def __init__(self) -> None:
+        self.max_running: int | None = None
+        self.max_pending: int | None = None
+        self.running = 0
+        self.waiting = 0
+        self._turns = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def configure(self, max_running: int | None, max_pending: int | None) -> None:
+        with self._turns:
+            self.max_running, self.max_pending = max_running, max_pending
+            self._turns.notify_all()
+
+    def reserve(self, storage_url: str, workflow_id: str) -> int:
+        """Take a ticket; refuse when the queue is full; mark the workflow PENDING if it must wait."""
+        with self._turns:
+            must_wait = self.max_running is not None and (self.running + self.waiting) >= self.max_running
+            if must_wait and self.max_pending is not None:
+                queued = self.running + self.waiting - self.max_running  # type: ignore[operator]
+                if queued >= self.max_pending:
+                    raise WorkflowError(
+                        f"cannot submit workflow {workflow_id!r}: {self.max_running} workflows are running and "
+                        f"{self.max_pending} are pending (max_pending_workflows); wait for some to finish, or "
+                        "raise max_running_workflows / max_pending_workflows in workflow.init()"
+                    )
+            self.waiting += 1
+            ticket = self._next_ticket
+            self._next_ticket += 1
+        if must_wait:
+            store = WorkflowStore(open_storage(storage_url), workflow_id)
+            if store.result_step_id() is None:
+                store.save_status(WorkflowStatus.PENDING, queued_at=time.time())
+        return ticket
+
+    def enter(self, ticket: int) -> None:
+        """Wait for this ticket's turn and a free running slot."""
+        with self._turns:
+            while ticket != self._serving or (self.max_running is not None and self.running >= self.max_running):
+                self._turns.wait()
+            self._serving += 1
+            self.waiting -= 1
+            self.running += 1
+            self._turns.notify_all()
+
+    def leave(self) -> None:
+        with self._turns:
+            self.running -= 1
+            self._turns.notify_all()
 
 
 class EngineHost:
@@ -24,24 +81,37 @@ class EngineHost:
 
     def __init__(self, executor_name: str) -> None:
         self.executor = open_executor(executor_name)
+        self.admission = Admission()
         self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=10_000, thread_name_prefix="durably-engine")
 
-    def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+    def configure(self, max_running: int | None, max_pending: int | None) -> None:
+        self.admission.configure(max_running, max_pending)
+
+    def reserve(self, storage_url: str, workflow_id: str) -> int:
+        return self.admission.reserve(storage_url, workflow_id)
+
+    def run_reserved(self, ticket: int, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         key = (storage_url, workflow_id)
         event = threading.Event()
         with self._lock:
             self._cancel_events[key] = event
+        self.admission.enter(ticket)
         try:
             return drive(storage_url, workflow_id, self.executor, graph, event)
         finally:
+            self.admission.leave()
             with self._lock:
                 if self._cancel_events.get(key) is event:
                     del self._cancel_events[key]
 
+    def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+        return self.run_reserved(self.reserve(storage_url, workflow_id), storage_url, workflow_id, graph)
+
     def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> concurrent.futures.Future[Any]:
-        return self._threads.submit(self.run, storage_url, workflow_id, graph)
+        ticket = self.reserve(storage_url, workflow_id)
+        return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph)
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         """Signal a workflow run by this host; False if it runs elsewhere (or not at all)."""
@@ -85,9 +155,21 @@ class RayEngineHost:
                     raise
                 time.sleep(0.2)
 
-    def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+    def configure(self, max_running: int | None, max_pending: int | None) -> None:
+        import ray
+
         self._wait_until_available()
-        return self.actor.run.remote(storage_url, workflow_id, graph)
+        ray.get(self.actor.configure.remote(max_running, max_pending))
+
+    def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+        import ray
+
+        self._wait_until_available()
+        try:
+            ticket = ray.get(self.actor.reserve.remote(storage_url, workflow_id))
+        except ray.exceptions.RayTaskError as error:
+            raise error.cause if isinstance(error.cause, Exception) else error from None
+        return self.actor.run_reserved.remote(ticket, storage_url, workflow_id, graph)
 
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray
