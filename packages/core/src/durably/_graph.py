@@ -21,6 +21,8 @@ class StepSpec:
     dependencies: list[str]
     options: StepOptions
     named: bool = False
+    #: A ``wait_for_event``/``sleep`` step: ``func_key`` is the listener class, run by ``submit_event``.
+    event: bool = False
 
 
 @dataclass
@@ -96,6 +98,7 @@ def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
                 dependencies=[id_of[id(dependency)] for dependency in node.dependencies],
                 options=node.step_options,
                 named=node.step_options.name is not None,
+                event=node.function.is_event_step,
             )
         )
     return Graph(steps=steps, output=ids[-1], functions=functions)

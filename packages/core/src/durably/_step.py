@@ -51,6 +51,9 @@ class PickledFunction:
 class StepFunction(Generic[R]):
     """A function decorated with ``@workflow.step``; call ``.step(...)`` to use it in a workflow."""
 
+    #: True for the steps of ``wait_for_event``/``sleep``, which executors run without holding a worker.
+    is_event_step = False
+
     def __init__(self, func: Callable[..., R], options: StepOptions) -> None:
         if not callable(func):
             raise TypeError(f"@workflow.step decorates a function, got {type(func).__name__}")

@@ -26,6 +26,13 @@ class Executor(Protocol):
         Returns (value handle, info handle). A failed input fails the step with the same error.
         """
 
+    def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        """Like ``submit``, for an event step (``task.spec.event``): run ``events._runner.run_event_step``.
+
+        An event step may wait for hours; it must not hold a worker or a CPU while it does (the
+        built-in executors run every event step of a process or cluster on one event loop).
+        """
+
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
         """The handles among ``handles`` that are finished (at least one unless ``timeout`` ran out)."""
 

@@ -21,6 +21,12 @@ class LocalExecutor:
             max_workers=max_workers or max(32, (os.cpu_count() or 1) * 8), thread_name_prefix="durably-step"
         )
 
+    def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        # Every event step of this process waits on one event loop thread, not in the pool.
+        from durably.events._hosts import local_event_loop
+
+        return local_event_loop().submit(task, inputs)
+
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         value: concurrent.futures.Future[Any] = concurrent.futures.Future()
         info: concurrent.futures.Future[Any] = concurrent.futures.Future()

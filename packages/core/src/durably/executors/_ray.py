@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ class RayExecutor:
         self._remote = ray.remote(num_returns=2)(execute_step)
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
         self._events: Any = None
+        self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
 
     def _remote_for(self, options: StepOptions) -> Any:
         cached = self._configured.get(id(options))
@@ -43,7 +45,9 @@ class RayExecutor:
             from durably.events._hosts import events_actor
 
             self._events = events_actor()
-        value, info = self._events.run.options(num_returns=2).remote(task, *inputs)
+        caller = uuid.uuid4().hex
+        value, info = self._events.run.options(num_returns=2).remote(task, caller, *inputs)
+        self._event_calls[info] = (task.storage_url, task.workflow_id, task.spec.step_id, caller)
         return value, info
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
@@ -53,6 +57,7 @@ class RayExecutor:
         return list(ready)
 
     def result(self, handle: Any) -> Any:
+        self._event_calls.pop(handle, None)
         return ray.get(handle)
 
     def cancel(self, handles: Sequence[Any]) -> None:
@@ -65,6 +70,10 @@ class RayExecutor:
                 ray.cancel(handle)
             except Exception:  # already finished, or its owner is gone
                 pass
+            event_call = self._event_calls.pop(handle, None)
+            if event_call is not None:
+                # ray.cancel may miss a call that has not reached the actor yet; withdrawing cannot.
+                self._events.withdraw.remote(*event_call)
 
     def error_of(self, error: BaseException) -> BaseException:
         if isinstance(error, ray.exceptions.RayTaskError):

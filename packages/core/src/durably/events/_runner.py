@@ -1,0 +1,127 @@
+"""Runs one event step (``wait_for_event``, ``sleep``) on an event loop: poll, checkpoint, acknowledge.
+
+An event step holds no worker while it waits: executors run it as a coroutine on one shared
+event loop (a thread for ``local``, the ``durably-events`` async actor for ``ray``). It returns
+``(value, info)`` exactly as :func:`durably._runner.execute_step` does, so the engine treats it
+like any other step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from durably import _codec
+from durably._plugins import hook
+from durably._resolve import open_storage
+from durably._runner import (
+    INFO_DONE,
+    INFO_UNRESOLVED_INPUT,
+    UNRESOLVED,
+    StepFailure,
+    StepTask,
+    _load_function,
+    _resolve_inputs,
+)
+from durably._store import WorkflowStore
+from durably.events import EventListener
+
+T = TypeVar("T")
+
+#: Storage calls are blocking; they run on this pool so listeners that fill the loop's default
+#: executor (``asyncio.to_thread``) can never starve them.
+_storage_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="durably-event-io")
+
+
+@dataclass(frozen=True)
+class EventStepContext:
+    """The event step a listener is polling for (what built-in listeners need to find their events)."""
+
+    storage_url: str
+    store: WorkflowStore
+    step_id: str
+
+
+_current: contextvars.ContextVar[EventStepContext | None] = contextvars.ContextVar(
+    "durably_event_step", default=None
+)
+
+
+def current_event_step() -> EventStepContext:
+    """The event step whose ``poll_for_event`` is running; only valid inside it."""
+    context = _current.get()
+    if context is None:
+        raise RuntimeError("this listener only works inside a workflow's wait_for_event step")
+    return context
+
+
+async def in_storage_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run a blocking storage call without blocking the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_storage_pool, func, *args)
+
+
+def acknowledges(listener: EventListener) -> bool:
+    """Whether the listener does anything in ``event_checkpointed`` (if not, no pending record is needed)."""
+    return type(listener).event_checkpointed is not EventListener.event_checkpointed
+
+
+async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Deliver one event into the workflow exactly once; returns (value for consumers, info for the engine).
+
+    The event is stored as the step's pending event before ``event_checkpointed`` is called, and
+    becomes the step's output only after that call returned. A crash before the pending record
+    polls again; a crash after it uses the stored event and calls ``event_checkpointed`` again.
+    """
+    spec = task.spec
+    store = WorkflowStore(open_storage(task.storage_url), task.workflow_id)
+    values = await in_storage_thread(_resolve_inputs, store, inputs)
+    if values is None:
+        return UNRESOLVED, (INFO_UNRESOLVED_INPUT,)
+    listener_class = await in_storage_thread(_load_function, store, spec.func_key)
+    args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
+    hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1)
+    started = time.time()
+    try:
+        listener = listener_class()
+        needs_ack = acknowledges(listener)
+        found, event = (
+            (await in_storage_thread(store.load_pending_event, spec.step_id)) if needs_ack else (False, None)
+        )
+        if not found:
+            token = _current.set(EventStepContext(task.storage_url, store, spec.step_id))
+            try:
+                event = await listener.poll_for_event(*args, **kwargs)
+            finally:
+                _current.reset(token)
+            if needs_ack:
+                await in_storage_thread(store.save_pending_event, spec.step_id, event)
+        if needs_ack:
+            await listener.event_checkpointed(event)
+    except Exception as error:
+        hook().durably_step_failed(
+            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+        )
+        raise StepFailure(task.workflow_id, spec.step_id, error) from error
+    ended = time.time()
+    meta = {
+        "name": spec.name,
+        "start_time": started,
+        "end_time": ended,
+        "attempts": 1,
+        "user_metadata": spec.options.metadata,
+    }
+    await in_storage_thread(store.save_step_output, spec.step_id, event, meta)
+    if spec.named and task.dynamic:
+        await in_storage_thread(store.save_step_name, spec.name, spec.step_id)
+    hook().durably_step_finished(
+        workflow_id=task.workflow_id,
+        step_id=spec.step_id,
+        name=spec.name,
+        duration=ended - started,
+    )
+    return event, (INFO_DONE,)
