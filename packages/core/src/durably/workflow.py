@@ -35,6 +35,8 @@ from durably._errors import (
 from durably._status import WorkflowStatus
 from durably._step import StepFunction, Workflow, step
 from durably.events import EventListener
+from durably.events._external import ExternalEvent, send_event
+from durably.events._steps import sleep, wait_for_event
 
 __all__ = [
     "ActorHandle",
@@ -42,6 +44,7 @@ __all__ = [
     "ActorNotFoundError",
     "CheckpointCorruptedError",
     "EventListener",
+    "ExternalEvent",
     "StepFunction",
     "Workflow",
     "WorkflowCancellationError",
@@ -64,6 +67,9 @@ __all__ = [
     "resume",
     "resume_all",
     "resume_async",
+    "send_event",
+    "sleep",
     "step",
     "virtual_actor",
+    "wait_for_event",
 ]

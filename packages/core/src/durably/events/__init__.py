@@ -8,11 +8,16 @@ from typing import Any
 class EventListener:
     """Waits for one event from an outside system, for one ``wait_for_event`` step.
 
-    durably creates the listener with the arguments given to ``wait_for_event`` (after the
-    class arguments), calls :meth:`poll_for_event` until it returns an event, checkpoints the
-    event, and only then calls :meth:`event_checkpointed`. A crash before the checkpoint makes
-    durably poll again; after it, the stored event is used and :meth:`event_checkpointed` is
-    called again, so it must be idempotent (committing an offset twice, acknowledging twice).
+    When a workflow reaches ``workflow.wait_for_event(MyListener, *args, **kwargs)``, durably
+    creates the listener with no arguments, awaits ``poll_for_event(*args, **kwargs)``, stores
+    the event it returns, and only then awaits :meth:`event_checkpointed`; the event becomes the
+    step's output once that returned. A crash before the event is stored makes durably poll
+    again, on a new listener; a crash after it uses the stored event and calls
+    :meth:`event_checkpointed` again, on a new listener, so it must be idempotent (committing an
+    offset twice, acknowledging twice). Both methods run on an event loop shared by every
+    waiting step: never block in them (use ``asyncio.to_thread`` for blocking clients).
+    Configuration the listener needs that must not be stored (secrets) goes into a subclass's
+    ``__init__`` or the environment, not into the arguments.
     """
 
     async def poll_for_event(self, *args: Any, **kwargs: Any) -> Any:
