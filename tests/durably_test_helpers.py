@@ -25,8 +25,9 @@ def record_run(folder: str | Path, name: str) -> None:
 def run_child(script: str, *, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """Run a Python script in a fresh interpreter; returns its completed process (output captured)."""
     source = textwrap.dedent(script)
-    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    child_env.update(env or {})
+    env = dict(env or {})
+    search_path = [env.pop("PYTHONPATH", ""), str(TESTS), os.environ.get("PYTHONPATH", "")]
+    child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(part for part in search_path if part)}
     return subprocess.run(
         [sys.executable, "-c", source], env=child_env, capture_output=True, text=True, timeout=timeout, check=False
     )
