@@ -50,6 +50,8 @@ def init(
     *,
     executor: str = "ray",
     ray_address: str | None = None,
+    max_running_workflows: int | None = None,
+    max_pending_workflows: int | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -57,14 +59,20 @@ def init(
     plugins (``s3://`` from durably-s3, ``gs://`` from durably-gcs). Without it, the
     ``DURABLY_STORAGE`` environment variable, else ``~/.durably/storage``. ``executor`` is
     ``"ray"`` (joins the running Ray cluster, or starts a local one) or ``"local"`` (threads in
-    this process, no Ray). Calling it again switches to the new settings.
+    this process, no Ray). ``max_running_workflows`` caps how many workflows run at once
+    (others wait as PENDING, in submission order); beyond ``max_pending_workflows`` waiting,
+    submitting raises. Calling it again switches to the new settings.
     """
+    for name, value in (("max_running_workflows", max_running_workflows), ("max_pending_workflows", max_pending_workflows)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "max_running_workflows" else 0)):
+            raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
     global _config
     url = normalize_storage_url(storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE))
     if executor in EXECUTORS_WITH_RAY:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
     host: Any = RayEngineHost() if executor in EXECUTORS_WITH_RAY else EngineHost(executor)
+    host.configure(max_running_workflows, max_pending_workflows)
     with _config_lock:
         _config = _Config(storage_url=url, executor=executor, host=host)
 
@@ -157,9 +165,15 @@ def resume_async(workflow_id: str) -> Any:
 
 
 def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
-    """Resume every RESUMABLE workflow (and FAILED ones if asked); returns (id, ObjectRef) pairs."""
-    wanted = {WorkflowStatus.RESUMABLE} | ({WorkflowStatus.FAILED} if include_failed else set())
-    return [(workflow_id, resume_async(workflow_id)) for workflow_id, _ in list_all(wanted)]
+    """Resume every RESUMABLE workflow, then every PENDING one (and FAILED ones if asked).
+
+    Returns (id, ObjectRef) pairs (Futures with the local executor), in the order submitted:
+    the ones that were running first, so they get the running slots.
+    """
+    order = [WorkflowStatus.RESUMABLE, WorkflowStatus.PENDING] + ([WorkflowStatus.FAILED] if include_failed else [])
+    found = list_all(set(order))
+    found.sort(key=lambda item: order.index(item[1]))
+    return [(workflow_id, resume_async(workflow_id)) for workflow_id, _ in found]
 
 
 # -- inspecting -------------------------------------------------------------------------------
