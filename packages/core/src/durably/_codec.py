@@ -32,6 +32,18 @@ def encode_record(kind: int, meta: dict[str, Any], payload: bytes = b"") -> byte
     return b"".join((header, meta_bytes, payload))
 
 
+def encode_record_from_parts(kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]) -> bytes:
+    """Like :func:`encode_record` for a payload given in pieces (large buffers are copied once, by join)."""
+    meta_bytes = json.dumps(meta, separators=(",", ":"), default=str).encode()
+    checksum = zlib.crc32(meta_bytes)
+    length = 0
+    for part in parts:
+        checksum = zlib.crc32(part, checksum)
+        length += len(part)
+    header = _HEADER.pack(MAGIC, VERSION, kind, len(meta_bytes), length, checksum)
+    return b"".join([header, meta_bytes, *parts])
+
+
 def decode_record(key: str, data: bytes) -> tuple[int, dict[str, Any], memoryview]:
     """Check and split a record; returns (kind, meta, payload view)."""
     if len(data) < _HEADER.size:

@@ -23,6 +23,10 @@ class StepSpec:
     named: bool = False
     #: A ``wait_for_event``/``sleep`` step: ``func_key`` is the listener class, run by ``submit_event``.
     event: bool = False
+    #: Ray ObjectRefs among the arguments, while the graph is being built (never stored) ...
+    object_refs: list[Any] = field(default_factory=list)
+    #: ... and the content hashes their values were stored under (``("objref-arg", i)`` ids).
+    object_hashes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +102,7 @@ def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
                 dependencies=[id_of[id(dependency)] for dependency in node.dependencies],
                 options=node.step_options,
                 named=node.step_options.name is not None,
+                object_refs=list(node.object_refs),
                 event=node.function.is_event_step,
             )
         )

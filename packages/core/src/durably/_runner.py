@@ -100,6 +100,18 @@ def _call_with_retries(
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
 
+def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) -> Any:
+    def resolve(persistent_id: Any) -> Any:
+        kind, index = persistent_id
+        if kind == "dep":
+            return values[index]
+        if kind == "objref-arg":
+            return store.restore_argument_object(spec, index)
+        raise ValueError(f"unknown argument placeholder {kind!r} in step {spec.step_id!r}")
+
+    return resolve
+
+
 def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     """Run one step; returns (value for consumers, info for the engine).
 
@@ -112,7 +124,7 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     if values is None:
         return UNRESOLVED, (INFO_UNRESOLVED_INPUT,)
     func = _load_function(store, spec.func_key)
-    args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
+    args, kwargs = _codec.loads_with(spec.encoded_args, _argument_resolver(store, spec, values))
     started = time.time()
     result, caught, attempts = _call_with_retries(task, func, args, kwargs)
     meta = {

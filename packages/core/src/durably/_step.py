@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import cloudpickle
 
 from durably import _codec
+from durably._objects import is_object_ref
 from durably._options import StepOptions, build_options
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class _DependencyCollector:
     def __init__(self) -> None:
         self.dependencies: list[Workflow[Any]] = []
         self._positions: dict[int, int] = {}
+        self.object_refs: list[Any] = []
 
     def __call__(self, obj: Any) -> Any:
         if isinstance(obj, Workflow):
@@ -130,12 +132,16 @@ class _DependencyCollector:
                 self._positions[id(obj)] = position
                 self.dependencies.append(obj)
             return ("dep", position)
+        if is_object_ref(obj):
+            # Stored by value when the workflow is created, so a resume on a new cluster has it.
+            self.object_refs.append(obj)
+            return ("objref-arg", len(self.object_refs) - 1)
         return None
 
 
 def _name_unpicklable_argument(step_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     def nothing(obj: Any) -> Any:
-        return ("dep", 0) if isinstance(obj, Workflow) else None
+        return ("dep", 0) if isinstance(obj, Workflow) or is_object_ref(obj) else None
 
     labelled = [(f"positional argument {index}", value) for index, value in enumerate(args)]
     labelled += [(f"keyword argument {name!r}", value) for name, value in kwargs.items()]
@@ -164,6 +170,7 @@ class Workflow(Generic[R]):
         except Exception as exc:
             raise TypeError(_name_unpicklable_argument(function.default_name, args, kwargs)) from exc
         self.dependencies = collector.dependencies
+        self.object_refs = collector.object_refs
 
     @property
     def step_options(self) -> StepOptions:

@@ -5,6 +5,7 @@ index/<workflow_id>                         one small marker per workflow (cheap
 workflows/<id>/meta                         user metadata and creation time (created once)
 workflows/<id>/graph                        the step table of the top-level graph
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
+workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
 workflows/<id>/status                       status, times, the error of a failed run
 workflows/<id>/steps/<step_id>              a finished step: output + its metadata
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
@@ -23,6 +24,7 @@ workflows/<id>/receivers/<step_id>          the event a waiting step is taking, 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 from durably import _codec
 from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
 from durably._graph import Graph
+from durably._objects import OBJECT_ID, is_object_ref, restore_object_ref, save_object_ref
 from durably.storage import KeyNotFound, Storage
 
 KIND_META = 1
@@ -78,10 +81,10 @@ class WorkflowStore:
             raise CheckpointCorruptedError(key, f"record kind {found_kind} where {kind} was expected")
         return meta, payload
 
-    def _read_value(self, key: str, kind: int) -> tuple[dict[str, Any], Any]:
+    def _read_value(self, key: str, kind: int, resolve: Any = None) -> tuple[dict[str, Any], Any]:
         meta, payload = self._read(key, kind)
         try:
-            return meta, _codec.loads(payload)
+            return meta, (_codec.loads(payload) if resolve is None else _codec.loads_with(payload, resolve))
         except (ImportError, AttributeError) as exc:
             # The checksum matched, so the bytes are intact: the code they refer to is missing here.
             raise WorkflowError(
@@ -95,6 +98,7 @@ class WorkflowStore:
     def create(self, graph: Graph, metadata: dict[str, Any]) -> bool:
         """Store a new workflow; False when a graph is already stored under this id (nothing replaced)."""
         self.save_functions(graph.functions)
+        self.save_argument_objects(graph)
         graph_record = _codec.encode_record(KIND_GRAPH, {}, _codec.dumps(Graph(graph.steps, graph.output)))
         created = self.storage.put_if_absent(self.key("graph"), graph_record)
         meta = {"user_metadata": metadata, "created_at": time.time(), "output": graph.output}
@@ -147,11 +151,33 @@ class WorkflowStore:
         return meta, error
 
     # -- steps --------------------------------------------------------------------------------
+    def _store_object_refs(self, obj: Any) -> Any:
+        if is_object_ref(obj):
+            return (OBJECT_ID, save_object_ref(self, obj))
+        return None
+
+    def _restore_object_refs(self, persistent_id: Any) -> Any:
+        kind, content_hash = persistent_id
+        if kind != OBJECT_ID:
+            raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
+        return restore_object_ref(self.storage.url, self.workflow_id, content_hash)
+
     def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> None:
-        self.storage.put(self.key("steps", step_id), _codec.encode_record(KIND_STEP, meta, _codec.dumps(value)))
+        payload = _codec.dumps_with(value, self._store_object_refs)
+        self.storage.put(self.key("steps", step_id), _codec.encode_record(KIND_STEP, meta, payload))
 
     def load_step_output(self, step_id: str) -> Any:
-        return self._read_value(self.key("steps", step_id), KIND_STEP)[1]
+        return self._read_value(self.key("steps", step_id), KIND_STEP, self._restore_object_refs)[1]
+
+    def save_argument_objects(self, graph: Graph) -> None:
+        """Store the values of ObjectRef arguments, so the stored graph names them by content hash."""
+        for spec in graph.steps:
+            if spec.object_refs:
+                spec.object_hashes = [save_object_ref(self, ref) for ref in spec.object_refs]
+                spec.object_refs = []
+
+    def restore_argument_object(self, spec: Any, index: int) -> Any:
+        return restore_object_ref(self.storage.url, self.workflow_id, spec.object_hashes[index])
 
     def load_step_meta(self, step_id: str) -> dict[str, Any]:
         for folder, kind in (("steps", KIND_STEP), ("continuations", KIND_CONTINUATION)):
@@ -163,6 +189,7 @@ class WorkflowStore:
 
     def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> None:
         self.save_functions(graph.functions)
+        self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
         self.storage.put(self.key("continuations", step_id), _codec.encode_record(KIND_CONTINUATION, meta, payload))
 
