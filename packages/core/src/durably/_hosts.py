@@ -20,6 +20,8 @@ from durably._store import WorkflowStore
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
+#: Results of workflows started by drivers that never asked for them are kept this long (count).
+KEEP_UNCLAIMED_RESULTS = 10_000
 
 
 class Admission:
@@ -85,6 +87,8 @@ class EngineHost:
         self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=10_000, thread_name_prefix="durably-engine")
+        self._started: dict[int, concurrent.futures.Future[Any]] = {}
+        self._started_count = 0
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.admission.configure(max_running, max_pending)
@@ -112,6 +116,29 @@ class EngineHost:
     def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> concurrent.futures.Future[Any]:
         ticket = self.reserve(storage_url, workflow_id)
         return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph)
+
+    def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
+        """Start the workflow here before returning (so a caller may exit at once); ``result`` waits for it."""
+        future = self.run_async(storage_url, workflow_id, graph)
+        with self._lock:
+            self._started_count += 1
+            number = self._started_count
+            self._started[number] = future
+            while len(self._started) > KEEP_UNCLAIMED_RESULTS:
+                oldest = next(iter(self._started))
+                if not self._started[oldest].done():
+                    break
+                del self._started[oldest]
+        return number
+
+    def result(self, number: int) -> Any:
+        with self._lock:
+            future = self._started[number]
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._started.pop(number, None)
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         """Signal a workflow run by this host; False if it runs elsewhere (or not at all)."""
@@ -166,10 +193,11 @@ class RayEngineHost:
 
         self._wait_until_available()
         try:
-            ticket = ray.get(self.actor.reserve.remote(storage_url, workflow_id))
+            # Started inside the engine actor before this returns: the driver may exit right away.
+            number = ray.get(self.actor.start.remote(storage_url, workflow_id, graph))
         except ray.exceptions.RayTaskError as error:
             raise error.cause if isinstance(error.cause, Exception) else error from None
-        return self.actor.run_reserved.remote(ticket, storage_url, workflow_id, graph)
+        return self.actor.result.remote(number)
 
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray
