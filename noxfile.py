@@ -6,6 +6,7 @@ import glob
 import os
 import pathlib
 import shutil
+import sys
 
 import nox
 
@@ -39,6 +40,9 @@ def _packages() -> dict[str, pathlib.Path]:
 
 
 PYTHONS = _installed_pythons()
+# A Ray that durably starts on Linux listens on a loopback address only (Ray maps 127.0.0.1 to
+# the machine's network address, but keeps the rest of 127.0.0.0/8).
+LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" else {}
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
 
@@ -58,7 +62,12 @@ def tests(session: nox.Session, package: str) -> None:
     """Run one package's test folder on one Python, against real Ray and real services."""
     _install(session, package)
     session.run(
-        "pytest", f"tests/{package}", "-p", "no:cacheprovider", *session.posargs,
+        "pytest",
+        f"tests/{package}",
+        "-p",
+        "no:cacheprovider",
+        "--durations=10",
+        *session.posargs,
         env={"DURABLY_TEST_STORAGE": "file"},
     )
 
@@ -69,8 +78,16 @@ def backends(session: nox.Session, storage: str) -> None:
     """Run core's workflow suite once more on each non-file storage backend."""
     extra = {"s3": ["storage-s3"], "gcs": ["storage-gcs"]}.get(storage, [])
     _install(session, "core", *[folder for folder in extra if folder in PACKAGES])
+    marks = "workflow and not needs_persistent_storage" if storage == "memory" else "workflow"
     session.run(
-        "pytest", "tests/core", "-m", "workflow", "-p", "no:cacheprovider", *session.posargs,
+        "pytest",
+        "tests/core",
+        "-m",
+        marks,
+        "-p",
+        "no:cacheprovider",
+        "--durations=10",
+        *session.posargs,
         env={"DURABLY_TEST_STORAGE": storage},
     )
 
@@ -94,7 +111,7 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Run the demo workflow on the embedded default: local files, local Ray."""
     session.install("-e", str(ROOT / "packages" / "core"))
-    session.run("python", "examples/demo.py", *session.posargs)
+    session.run("python", "examples/demo.py", *session.posargs, env=LOCAL_RAY_ENV)
 
 
 @nox.session(python=PRIMARY_PYTHON)

@@ -22,12 +22,19 @@ def record_run(folder: str | Path, name: str) -> None:
         handle.write("x\n")
 
 
-def run_child(script: str, *, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run_child(
+    script: str, *, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     """Run a Python script in a fresh interpreter; returns its completed process (output captured)."""
     source = textwrap.dedent(script)
     env = dict(env or {})
     search_path = [env.pop("PYTHONPATH", ""), str(TESTS), os.environ.get("PYTHONPATH", "")]
     child_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(part for part in search_path if part)}
     return subprocess.run(
-        [sys.executable, "-c", source], env=child_env, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-c", source],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -36,7 +36,9 @@ def test_non_string_workflow_id_is_a_type_error(wf: Any) -> None:
         echo.step(1).run(workflow_id=42)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("url", "package"), [("s3://bucket/prefix", "durably-s3"), ("gs://bucket/x", "durably-gcs")])
+@pytest.mark.parametrize(
+    ("url", "package"), [("s3://bucket/prefix", "durably-s3"), ("gs://bucket/x", "durably-gcs")]
+)
 def test_unknown_storage_scheme_names_the_package_to_install(
     monkeypatch: pytest.MonkeyPatch, url: str, package: str
 ) -> None:

@@ -42,8 +42,10 @@ print(flow.run(workflow_id="crashy"))
 
 
 def _run_chain_child(storage_url: str, executor: str, counter_dir: Path, crash_at: int, **env: str) -> Any:
-    script = CHAIN_CHILD.replace("sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])",
-                                 f"{storage_url!r}, {executor!r}, {str(counter_dir)!r}, {crash_at}")
+    script = CHAIN_CHILD.replace(
+        "sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])",
+        f"{storage_url!r}, {executor!r}, {str(counter_dir)!r}, {crash_at}",
+    )
     return run_child(script, env=env)
 
 
@@ -65,7 +67,9 @@ def test_driver_and_its_ray_cluster_killed_resume_on_another_cluster(
     ray_cluster: Any, tmp_path: Path, counter_dir: Path
 ) -> None:
     storage_url = str(tmp_path / "storage")
-    child = _run_chain_child(storage_url, "ray", counter_dir, crash_at=3, CHILD_RAY_ADDRESS="local", RAY_ADDRESS="")
+    child = _run_chain_child(
+        storage_url, "ray", counter_dir, crash_at=3, CHILD_RAY_ADDRESS="local", RAY_ADDRESS=""
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr
     workflow.init(storage=storage_url, executor="ray")
     _wait_for_status("crashy", workflow.WorkflowStatus.RESUMABLE)  # the dead cluster's processes exit
@@ -79,7 +83,9 @@ def test_driver_and_its_ray_cluster_killed_resume_on_another_cluster(
 def _wait_for_status(workflow_id: str, wanted: workflow.WorkflowStatus, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while workflow.get_status(workflow_id) != wanted:
-        assert time.monotonic() < deadline, f"{workflow_id} is {workflow.get_status(workflow_id)}, not {wanted}"
+        assert time.monotonic() < deadline, (
+            f"{workflow_id} is {workflow.get_status(workflow_id)}, not {wanted}"
+        )
         time.sleep(0.2)
 
 
@@ -103,11 +109,17 @@ def counted(counter_dir: str, name: str, value: int) -> int:
     return value
 
 
-def test_engine_actor_killed_mid_workflow_is_resumable(ray_cluster: Any, tmp_path: Path, counter_dir: Path) -> None:
+def test_engine_actor_killed_mid_workflow_is_resumable(
+    ray_cluster: Any, tmp_path: Path, counter_dir: Path
+) -> None:
     import ray
 
     workflow.init(storage=str(tmp_path / "storage"), executor="ray")
-    flow = counted.step(str(counter_dir), "after", kill_engine_once.step(str(counter_dir), counted.step(str(counter_dir), "before", 1)))
+    flow = counted.step(
+        str(counter_dir),
+        "after",
+        kill_engine_once.step(str(counter_dir), counted.step(str(counter_dir), "before", 1)),
+    )
     handle = flow.run_async(workflow_id="engine-killed")
     with pytest.raises((ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)):
         ray.get(handle, timeout=120)
@@ -127,7 +139,9 @@ def die_once(counter_dir: str) -> str:
     return "survived"
 
 
-def test_killed_ray_worker_counts_as_a_failure_and_is_retried(ray_cluster: Any, storage_url: str, counter_dir: Path) -> None:
+def test_killed_ray_worker_counts_as_a_failure_and_is_retried(
+    ray_cluster: Any, storage_url: str, counter_dir: Path
+) -> None:
     workflow.init(storage=storage_url, executor="ray")
     assert die_once.step(str(counter_dir)).run() == "survived"
     assert count_runs(counter_dir, "die_once") == 2

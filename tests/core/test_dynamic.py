@@ -148,17 +148,29 @@ print(tree.step(0, 16).run(workflow_id="tree"))
 
 
 @pytest.mark.needs_persistent_storage
-def test_crash_inside_nested_continuations_reruns_only_unfinished_steps(storage_url: str, counter_dir: Path) -> None:
+def test_crash_inside_nested_continuations_reruns_only_unfinished_steps(
+    storage_url: str, counter_dir: Path
+) -> None:
     child = run_child(LOOP_CHILD.format(storage=storage_url, counts=str(counter_dir)))
     assert child.returncode == -signal.SIGKILL, child.stderr
     workflow.init(storage=storage_url, executor="local")
     from durably._api import storage
 
     def runs(prefix: str) -> int:
-        return sum(count_runs(counter_dir, path.name) for path in counter_dir.iterdir() if path.name.startswith(prefix))
+        return sum(
+            count_runs(counter_dir, path.name)
+            for path in counter_dir.iterdir()
+            if path.name.startswith(prefix)
+        )
 
     def checkpointed(folder: str, name: str) -> int:
-        return len([key for key in storage().list(f"workflows/tree/{folder}") if key.rsplit("/", 1)[1].startswith(name)])
+        return len(
+            [
+                key
+                for key in storage().list(f"workflows/tree/{folder}")
+                if key.rsplit("/", 1)[1].startswith(name)
+            ]
+        )
 
     tree_runs_before, leaf_runs_before = runs("tree"), runs("leaf")
     trees_done, leaves_done = checkpointed("continuations", "tree"), checkpointed("steps", "leaf")

@@ -99,7 +99,10 @@ def test_list_all_filters_by_status_name_or_set(wf: Any, counter_dir: Path) -> N
     counted.step(str(counter_dir), "ok", 1).run(workflow_id="good")
     with pytest.raises(wf.WorkflowExecutionError):
         _failing_flow(counter_dir).run(workflow_id="bad")
-    assert sorted(wf.list_all()) == [("bad", wf.WorkflowStatus.FAILED), ("good", wf.WorkflowStatus.SUCCESSFUL)]
+    assert sorted(wf.list_all()) == [
+        ("bad", wf.WorkflowStatus.FAILED),
+        ("good", wf.WorkflowStatus.SUCCESSFUL),
+    ]
     assert wf.list_all(wf.WorkflowStatus.FAILED) == [("bad", wf.WorkflowStatus.FAILED)]
     assert wf.list_all("successful") == [("good", wf.WorkflowStatus.SUCCESSFUL)]
     assert len(wf.list_all({"FAILED", wf.WorkflowStatus.SUCCESSFUL})) == 2

@@ -58,7 +58,9 @@ class Recorder:
         self._write(hook="step_finished", step_id=step_id)
 
     @durably.hookimpl
-    def durably_step_retried(self, workflow_id: str, step_id: str, name: str, attempt: int, error: Any, delay: float) -> None:
+    def durably_step_retried(
+        self, workflow_id: str, step_id: str, name: str, attempt: int, error: Any, delay: float
+    ) -> None:
         self._write(hook="step_retried", step_id=step_id, attempt=attempt)
 
     @durably.hookimpl
@@ -89,8 +91,16 @@ def test_lifecycle_hooks_see_a_run_with_a_retry_and_a_failure(fresh_registry: No
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     hooks = [call["hook"] for call in calls]
     assert hooks == [
-        "workflow_started", "step_started", "step_retried", "step_started", "step_finished", "workflow_finished",
-        "workflow_started", "step_started", "step_failed", "workflow_finished",
+        "workflow_started",
+        "step_started",
+        "step_retried",
+        "step_started",
+        "step_finished",
+        "workflow_finished",
+        "workflow_started",
+        "step_started",
+        "step_failed",
+        "workflow_finished",
     ]
     assert calls[5]["status"] == "SUCCESSFUL"
     assert calls[-1]["status"] == "FAILED"
@@ -140,7 +150,11 @@ with warnings.catch_warnings(record=True) as caught:
     registry = get_registry()
 print(json.dumps({
     "schemes": sorted(registry.storage_backends()),
-    "plugins": {info.name: [info.distribution, info.version, info.error] for info in registry.plugins if not info.builtin},
+    "plugins": {
+        info.name: [info.distribution, info.version, info.error]
+        for info in registry.plugins
+        if not info.builtin
+    },
     "warnings": [str(item.message) for item in caught],
 }))
 """
@@ -157,7 +171,8 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good = _make_distribution(root, "durably-goodmem", "durably_goodmem", GOOD_PLUGIN)
     broken = _make_distribution(root, "durably-broken", "durably_broken", BROKEN_PLUGIN)
     subprocess.run(
-        ["uv", "pip", "install", "-q", "--python", str(python), "-e", str(core), str(good), str(broken)], check=True
+        ["uv", "pip", "install", "-q", "--python", str(python), "-e", str(core), str(good), str(broken)],
+        check=True,
     )
     return python
 
@@ -166,7 +181,10 @@ def _probe(python: Path, **env: str) -> dict[str, Any]:
     import os
 
     completed = subprocess.run(
-        [str(python), "-c", PROBE], capture_output=True, text=True, check=True,
+        [str(python), "-c", PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
         env={**{k: v for k, v in os.environ.items() if k != "DURABLY_LOAD_PLUGINS"}, **env},
     )
     return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -193,7 +211,9 @@ def test_load_plugins_variable_limits_which_distributions_load(plugin_venv: Path
     assert nothing["plugins"] == {}
 
 
-def test_plugins_command_lists_plugins_with_distribution_version_and_what_they_provide(plugin_venv: Path) -> None:
+def test_plugins_command_lists_plugins_with_distribution_version_and_what_they_provide(
+    plugin_venv: Path,
+) -> None:
     completed = subprocess.run(
         [str(plugin_venv.parent / "durably"), "plugins"], capture_output=True, text=True, check=True
     )

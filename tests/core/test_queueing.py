@@ -50,10 +50,16 @@ def _result(handle: Any) -> Any:
     return ray.get(handle, timeout=120)
 
 
-def test_workflows_beyond_the_running_limit_are_pending_until_a_slot_frees(limited: Any, tmp_path: Path) -> None:
+def test_workflows_beyond_the_running_limit_are_pending_until_a_slot_frees(
+    limited: Any, tmp_path: Path
+) -> None:
     gate, log = str(tmp_path / "gate"), str(tmp_path)
-    handles = [wait_for_gate.step(gate, log, f"w{index}").run_async(workflow_id=f"w{index}") for index in range(5)]
-    _wait_for(lambda: sorted(status.value for _, status in limited.list_all()) == ["PENDING"] * 3 + ["RUNNING"] * 2)
+    handles = [
+        wait_for_gate.step(gate, log, f"w{index}").run_async(workflow_id=f"w{index}") for index in range(5)
+    ]
+    _wait_for(
+        lambda: sorted(status.value for _, status in limited.list_all()) == ["PENDING"] * 3 + ["RUNNING"] * 2
+    )
     assert {limited.get_status(f"w{index}") for index in (2, 3, 4)} == {limited.WorkflowStatus.PENDING}
     Path(gate).touch()
     assert [_result(handle) for handle in handles] == [f"w{index}" for index in range(5)]
@@ -62,7 +68,9 @@ def test_workflows_beyond_the_running_limit_are_pending_until_a_slot_frees(limit
 
 def test_submitting_beyond_the_pending_limit_raises(limited: Any, tmp_path: Path) -> None:
     gate, log = str(tmp_path / "gate"), str(tmp_path)
-    handles = [wait_for_gate.step(gate, log, f"q{index}").run_async(workflow_id=f"q{index}") for index in range(5)]
+    handles = [
+        wait_for_gate.step(gate, log, f"q{index}").run_async(workflow_id=f"q{index}") for index in range(5)
+    ]
     with pytest.raises(limited.WorkflowError, match="max_pending_workflows"):
         wait_for_gate.step(gate, log, "q5").run_async(workflow_id="q5")
     Path(gate).touch()
@@ -98,7 +106,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.needs_persistent_storage
-def test_after_a_restart_resume_all_restores_running_ones_first_then_pending(storage_url: str, tmp_path: Path) -> None:
+def test_after_a_restart_resume_all_restores_running_ones_first_then_pending(
+    storage_url: str, tmp_path: Path
+) -> None:
     gate, log = str(tmp_path / "gate"), str(tmp_path / "log")
     Path(log).mkdir()
     steps_module = Path(tmp_path, "test_queueing_steps.py")
@@ -123,7 +133,7 @@ def test_after_a_restart_resume_all_restores_running_ones_first_then_pending(sto
     assert Path(log, "started").read_text().split()[:2] in (["r0", "r1"], ["r1", "r0"])
 
 
-STEPS_SOURCE = '''
+STEPS_SOURCE = """
 import time
 from pathlib import Path
 from durably import workflow
@@ -139,4 +149,4 @@ def wait_for_gate(gate, log, name):
             raise TimeoutError("gate never opened")
         time.sleep(0.02)
     return name
-'''
+"""

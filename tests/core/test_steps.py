@@ -158,7 +158,9 @@ def fail_until_file(counter_dir: str, value: int) -> int:
 
 
 def test_checkpoint_false_output_is_recomputed_on_resume(wf: Any, counter_dir: Path) -> None:
-    flow = fail_until_file.options(max_retries=0).step(str(counter_dir), not_checkpointed.step(str(counter_dir)))
+    flow = fail_until_file.options(max_retries=0).step(
+        str(counter_dir), not_checkpointed.step(str(counter_dir))
+    )
     with pytest.raises(workflow.WorkflowExecutionError):
         flow.run(workflow_id="volatile")
     (counter_dir / "go").touch()

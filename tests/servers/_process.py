@@ -71,7 +71,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode} before it was {what}:\n{self.log_tail()}"
+                    f"{self.name} exited with {self.process.returncode} before it was {what}:\n"
+                    f"{self.log_tail()}"
                 )
             if ready():
                 return

@@ -587,7 +587,7 @@ def _host_for(target: Target) -> Any:
     name = host_name(target)
     host = _hosts.get(name)
     if host is None:
-        remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)
+        remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
         host = remote_class.options(  # type: ignore[attr-defined]
             name=name, namespace=HOST_NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=0
         ).remote(target.storage_url, target.executor, target.actor_id)

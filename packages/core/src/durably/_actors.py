@@ -65,7 +65,10 @@ class ActorMethod:
     def run_async(self, *args: Any, **kwargs: Any) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
         """Start the call; a ``ray.ObjectRef`` of its result (a Future with the local executor)."""
         call_id = self.call_id or new_call_id()
-        return _actor_calls.call_async(self.handle.target, self.name, args, kwargs, call_id, self.readonly)
+        handle: ray.ObjectRef[Any] | concurrent.futures.Future[Any] = _actor_calls.call_async(
+            self.handle.target, self.name, args, kwargs, call_id, self.readonly
+        )
+        return handle
 
     def step(self, *args: Any, **kwargs: Any) -> Workflow[Any]:
         """A lazy step future of this call, to use in a workflow (arguments may be step futures).

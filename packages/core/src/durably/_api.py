@@ -63,11 +63,20 @@ def init(
     (others wait as PENDING, in submission order); beyond ``max_pending_workflows`` waiting,
     submitting raises. Calling it again switches to the new settings.
     """
-    for name, value in (("max_running_workflows", max_running_workflows), ("max_pending_workflows", max_pending_workflows)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "max_running_workflows" else 0)):
+    for name, value in (
+        ("max_running_workflows", max_running_workflows),
+        ("max_pending_workflows", max_pending_workflows),
+    ):
+        if value is not None and (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (1 if name == "max_running_workflows" else 0)
+        ):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
     global _config
-    url = normalize_storage_url(storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE))
+    url = normalize_storage_url(
+        storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
+    )
     if executor in EXECUTORS_WITH_RAY:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
@@ -126,7 +135,9 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 # -- running ----------------------------------------------------------------------------------
-def _prepare(node: Workflow[Any], workflow_id: str | None, metadata: dict[str, Any] | None) -> tuple[str, Any]:
+def _prepare(
+    node: Workflow[Any], workflow_id: str | None, metadata: dict[str, Any] | None
+) -> tuple[str, Any]:
     if not isinstance(node, Workflow):
         raise TypeError(f"run() takes a step future (the result of f.step(...)), got {type(node).__name__}")
     workflow_id = generate_workflow_id() if workflow_id is None else validate_workflow_id(workflow_id)
@@ -143,7 +154,9 @@ def run(node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str,
     return cfg.host.run(cfg.storage_url, workflow_id, graph)
 
 
-def run_async(node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
+def run_async(
+    node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None
+) -> Any:
     """Start the workflow and return a ray.ObjectRef of its output (a Future with the local executor)."""
     cfg = config()
     workflow_id, graph = _prepare(node, workflow_id, metadata)
@@ -170,7 +183,9 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
     Returns (id, ObjectRef) pairs (Futures with the local executor), in the order submitted:
     the ones that were running first, so they get the running slots.
     """
-    order = [WorkflowStatus.RESUMABLE, WorkflowStatus.PENDING] + ([WorkflowStatus.FAILED] if include_failed else [])
+    order = [WorkflowStatus.RESUMABLE, WorkflowStatus.PENDING] + (
+        [WorkflowStatus.FAILED] if include_failed else []
+    )
     found = list_all(set(order))
     found.sort(key=lambda item: order.index(item[1]))
     return [(workflow_id, resume_async(workflow_id)) for workflow_id, _ in found]
@@ -183,7 +198,11 @@ def _status_of(store: WorkflowStore) -> WorkflowStatus:
     except KeyNotFound:
         if not store.exists():
             raise WorkflowNotFoundError(store.workflow_id) from None
-        return WorkflowStatus.RESUMABLE if not lease_is_live(store.storage, store.key("lease")) else WorkflowStatus.RUNNING
+        return (
+            WorkflowStatus.RESUMABLE
+            if not lease_is_live(store.storage, store.key("lease"))
+            else WorkflowStatus.RUNNING
+        )
     status = WorkflowStatus(record["status"])
     if status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.key("lease")):
         return WorkflowStatus.RESUMABLE
@@ -199,12 +218,30 @@ def _failure_of(store: WorkflowStore) -> BaseException:
     record, error = store.load_status()
     if isinstance(error, BaseException):
         return error
-    return WorkflowExecutionError(store.workflow_id, record.get("failed_step"), record.get("error", "unknown error"))
+    return WorkflowExecutionError(
+        store.workflow_id, record.get("failed_step"), record.get("error", "unknown error")
+    )
 
 
-def get_output(workflow_id: str, name: str | None = None, timeout: float | None = None) -> Any:
-    """The workflow's output, or a named step's; waits while the workflow is still running."""
-    store = _existing_store(workflow_id)
+def _step_name(name: str | None, task_id: str | None) -> str | None:
+    """``task_id`` is Ray 2.x's word for a step's name."""
+    if task_id is not None and name is not None and task_id != name:
+        raise ValueError(f"name={name!r} and task_id={task_id!r} disagree; give one of them")
+    return name if task_id is None else task_id
+
+
+def get_output(
+    workflow_id: str, name: str | None = None, timeout: float | None = None, *, task_id: str | None = None
+) -> Any:
+    """The workflow's output, or a named step's; waits while the workflow is still running.
+
+    ``task_id`` is an alias of ``name``, as Ray 2.x called it.
+    """
+    return _output_of(_existing_store(workflow_id), _step_name(name, task_id), timeout)
+
+
+def _output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> Any:
+    workflow_id = store.workflow_id
     if name is not None:
         return _step_output(store, name)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -255,12 +292,15 @@ def _step_output(store: WorkflowStore, name: str) -> Any:
             raise WorkflowError(
                 f"step {name!r} of workflow {store.workflow_id!r} has not finished yet"
             ) from None
-    raise WorkflowError(f"step {name!r} of workflow {store.workflow_id!r} has a continuation chain too long to follow")
+    raise WorkflowError(
+        f"step {name!r} of workflow {store.workflow_id!r} has a continuation chain too long to follow"
+    )
 
 
-def get_metadata(workflow_id: str, name: str | None = None) -> dict[str, Any]:
-    """User metadata and timing: of the workflow, or of one of its steps (``name``)."""
+def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | None = None) -> dict[str, Any]:
+    """User metadata and timing: of the workflow, or of one of its steps (``name``, or Ray's ``task_id``)."""
     store = _existing_store(workflow_id)
+    name = _step_name(name, task_id)
     if name is not None:
         step_id = _find_step(store, name)
         meta = store.load_step_meta(step_id)

@@ -66,7 +66,8 @@ def decode_record(key: str, data: bytes) -> tuple[int, dict[str, Any], memoryvie
 
 def dumps(value: Any) -> bytes:
     """Pickle a value with cloudpickle (functions, lambdas and closures included)."""
-    return cloudpickle.dumps(value, protocol=5)
+    data: bytes = cloudpickle.dumps(value, protocol=5)
+    return data
 
 
 def loads(data: bytes | memoryview) -> Any:

@@ -78,9 +78,9 @@ def drive(
             raise error from failure.error
         except Cancelled:
             store.clear_cancel()
-            error = WorkflowCancellationError(workflow_id)
-            _finish(store, WorkflowStatus.CANCELED, started, error)
-            raise error from None
+            cancelled = WorkflowCancellationError(workflow_id)
+            _finish(store, WorkflowStatus.CANCELED, started, cancelled)
+            raise cancelled from None
         except LeaseLost:
             raise WorkflowRunningError(workflow_id, "another driver took it over") from None
         except BaseException as unexpected:
@@ -95,7 +95,11 @@ def drive(
 
 
 def _finish(
-    store: WorkflowStore, status: WorkflowStatus, started: float, error: BaseException | None, step_id: str | None = None
+    store: WorkflowStore,
+    status: WorkflowStatus,
+    started: float,
+    error: BaseException | None,
+    step_id: str | None = None,
 ) -> None:
     details: dict[str, Any] = {"started_at": started, "ended_at": time.time()}
     if step_id is not None:

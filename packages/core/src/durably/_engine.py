@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from durably._graph import Graph
+from durably._graph import Graph, StepSpec
 from durably._runner import (
     INFO_CONTINUATION,
     INFO_DONE,
@@ -34,6 +34,8 @@ TAIL_SAVE_EVERY = 256
 
 
 class _Node:
+    spec: StepSpec
+
     __slots__ = ("consumers_left", "dynamic", "forward", "frame_owner", "spec", "state", "value")
 
     def __init__(self, spec: Any, dynamic: bool, frame_owner: str | None) -> None:
@@ -157,7 +159,7 @@ class WorkflowEngine:
         """The catching step this output waits on (it has no handle until that one resolves)."""
         node = self._target(step_id)
         if node.state == CATCHING:
-            return node.spec.step_id
+            return str(node.spec.step_id)
         if node.state == EXPANDING:
             return self.blocked_by.get(node.spec.step_id)
         return None
@@ -323,7 +325,9 @@ class WorkflowEngine:
                 if target.state == DONE:
                     return target.spec.step_id, self._value_of(target)
                 if not self.inflight:
-                    raise AssertionError(f"workflow engine stalled: output step {self.tail!r} cannot be produced")
+                    raise AssertionError(
+                        f"workflow engine stalled: output step {self.tail!r} cannot be produced"
+                    )
                 window = list(itertools.islice(self.inflight, WAIT_WINDOW))
                 for info in self.executor.wait(window, timeout=CANCEL_CHECK_SECONDS):
                     self._on_finished(info)
@@ -335,7 +339,9 @@ class WorkflowEngine:
             raise
         except BaseException:
             # A wait for an event may never end, and nothing will consume it now.
-            self.executor.cancel([info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event])
+            self.executor.cancel(
+                [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
+            )
             raise
         # After a failure, steps on other branches finish and checkpoint (less to redo on resume);
         # the ones that consumed the failed output fail by themselves.

@@ -19,7 +19,7 @@ class WorkflowError(Exception):
             original_init(self, *args)
             self._init_args = args
 
-        cls.__init__ = init_remembering_arguments  # type: ignore[method-assign]
+        cls.__init__ = init_remembering_arguments  # type: ignore[method-assign, assignment]
 
     def __reduce__(self) -> Any:
         # Rebuild from the constructor's own arguments, so the message survives pickling

@@ -87,10 +87,10 @@ def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
         raise TypeError(f"expected a step future (the result of f.step(...)), got {type(root).__name__}")
     nodes = _topological_order(root)
     ids = _unique_ids(nodes, parent_step_id)
-    id_of = {id(node): step_id for node, step_id in zip(nodes, ids)}
+    id_of = {id(node): step_id for node, step_id in zip(nodes, ids, strict=True)}
     functions: dict[str, bytes] = {}
     steps: list[StepSpec] = []
-    for node, step_id in zip(nodes, ids):
+    for node, step_id in zip(nodes, ids, strict=True):
         pickled = node.function.pickled()
         functions.setdefault(pickled.key, pickled.data)
         steps.append(

@@ -49,8 +49,9 @@ class Admission:
                 queued = self.running + self.waiting - self.max_running  # type: ignore[operator]
                 if queued >= self.max_pending:
                     raise WorkflowError(
-                        f"cannot submit workflow {workflow_id!r}: {self.max_running} workflows are running and "
-                        f"{self.max_pending} are pending (max_pending_workflows); wait for some to finish, or "
+                        f"cannot submit workflow {workflow_id!r}: {self.max_running} workflows are running "
+                        f"and {self.max_pending} are pending (max_pending_workflows); wait for some to "
+                        "finish, or "
                         "raise max_running_workflows / max_pending_workflows in workflow.init()"
                     )
             self.waiting += 1
@@ -65,7 +66,9 @@ class Admission:
     def enter(self, ticket: int) -> None:
         """Wait for this ticket's turn and a free running slot."""
         with self._turns:
-            while ticket != self._serving or (self.max_running is not None and self.running >= self.max_running):
+            while ticket != self._serving or (
+                self.max_running is not None and self.running >= self.max_running
+            ):
                 self._turns.wait()
             self._serving += 1
             self.waiting -= 1
@@ -86,7 +89,9 @@ class EngineHost:
         self.admission = Admission()
         self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
-        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=10_000, thread_name_prefix="durably-engine")
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=10_000, thread_name_prefix="durably-engine"
+        )
         self._started: dict[int, concurrent.futures.Future[Any]] = {}
         self._started_count = 0
 
@@ -113,12 +118,14 @@ class EngineHost:
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         return self.run_reserved(self.reserve(storage_url, workflow_id), storage_url, workflow_id, graph)
 
-    def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> concurrent.futures.Future[Any]:
+    def run_async(
+        self, storage_url: str, workflow_id: str, graph: Graph | None
+    ) -> concurrent.futures.Future[Any]:
         ticket = self.reserve(storage_url, workflow_id)
         return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph)
 
     def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
-        """Start the workflow here before returning (so a caller may exit at once); ``result`` waits for it."""
+        """Start the workflow here before returning (a caller may exit at once); ``result`` waits."""
         future = self.run_async(storage_url, workflow_id, graph)
         with self._lock:
             self._started_count += 1
@@ -159,7 +166,8 @@ class RayEngineHost:
     def __init__(self) -> None:
         import ray
 
-        actor_class = ray.remote(num_cpus=0, max_concurrency=10_000)(EngineHost)
+        # Ray's type stubs do not list actor options such as max_concurrency.
+        actor_class = ray.remote(num_cpus=0, max_concurrency=10_000)(EngineHost)  # type: ignore[call-overload]
         self.actor = actor_class.options(  # type: ignore[attr-defined]
             name=ENGINE_ACTOR_NAME,
             namespace=ENGINE_NAMESPACE,

@@ -15,7 +15,9 @@ def validate_workflow_id(workflow_id: str) -> str:
     if not isinstance(workflow_id, str):
         raise TypeError(f"workflow_id must be a str, got {type(workflow_id).__name__}")
     if not workflow_id or not workflow_id.strip():
-        raise ValueError("workflow_id must not be empty; pass a name like 'orders-2024-06-01' or leave it out")
+        raise ValueError(
+            "workflow_id must not be empty; pass a name like 'orders-2024-06-01' or leave it out"
+        )
     if "/" in workflow_id or "\\" in workflow_id:
         raise ValueError(f"workflow_id {workflow_id!r} must not contain '/' or '\\'")
     if workflow_id in (".", "..") or workflow_id.startswith(".durably-tmp-"):

@@ -8,6 +8,7 @@ this host and its process no longer exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -151,10 +152,9 @@ class _LeaseKeeper:
             with self._lock:
                 leases = list(self._leases)
             for lease in leases:
-                try:
+                # A storage hiccup is tried again next round, well before the lease expires.
+                with contextlib.suppress(Exception):
                     lease.renew()
-                except Exception:  # storage hiccup: try again next round, well before expiry
-                    pass
 
 
 _keeper = _LeaseKeeper()

@@ -50,7 +50,7 @@ class StepOptions:
 
     def retry_wait(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (exponential, capped)."""
-        return min(self.max_retry_delay, self.retry_delay * (2 ** max(0, attempt - 1)))
+        return float(min(self.max_retry_delay, self.retry_delay * (2 ** max(0, attempt - 1))))
 
     def is_retryable(self, error: BaseException) -> bool:
         return isinstance(error, self.retry_exceptions)

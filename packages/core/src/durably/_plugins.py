@@ -68,7 +68,11 @@ class PluginRegistry:
         allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist.name if entry_point.dist is not None else None
-            if allowed_names is not None and dist not in allowed_names and entry_point.name not in allowed_names:
+            if (
+                allowed_names is not None
+                and dist not in allowed_names
+                and entry_point.name not in allowed_names
+            ):
                 continue
             info = PluginInfo(entry_point.name, entry_point.value, dist, _version(dist))
             self.plugins.append(info)

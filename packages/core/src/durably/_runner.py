@@ -43,7 +43,8 @@ class StepFailure(Exception):
         self.error = error
 
     def __str__(self) -> str:
-        return f"step {self.step_id!r} of workflow {self.workflow_id!r} failed: {type(self.error).__name__}: {self.error}"
+        reason = f"{type(self.error).__name__}: {self.error}"
+        return f"step {self.step_id!r} of workflow {self.workflow_id!r} failed: {reason}"
 
 
 _functions: dict[str, Any] = {}
@@ -82,21 +83,29 @@ def _call_with_retries(
     attempt = 0
     while True:
         attempt += 1
-        hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt)
+        hook().durably_step_started(
+            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt
+        )
         try:
             return func(*args, **kwargs), None, attempt
         except Exception as error:
             if options.is_retryable(error) and (allowed is None or attempt < allowed):
                 delay = options.retry_wait(attempt)
                 hook().durably_step_retried(
-                    workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name,
-                    attempt=attempt, error=error, delay=delay,
+                    workflow_id=task.workflow_id,
+                    step_id=spec.step_id,
+                    name=spec.name,
+                    attempt=attempt,
+                    error=error,
+                    delay=delay,
                 )
                 time.sleep(delay)
                 continue
             if options.catch_exceptions:
                 return None, error, attempt
-            hook().durably_step_failed(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error)
+            hook().durably_step_failed(
+                workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+            )
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
 
@@ -130,7 +139,7 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     meta = {
         "name": spec.name,
         "start_time": started,
-        "end_time": time.time(),
+        "end_time": (ended := time.time()),
         "attempts": attempts,
         "user_metadata": spec.options.metadata,
     }
@@ -145,6 +154,9 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     if spec.named and task.dynamic:
         store.save_step_name(spec.name, spec.step_id)
     hook().durably_step_finished(
-        workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, duration=meta["end_time"] - started
+        workflow_id=task.workflow_id,
+        step_id=spec.step_id,
+        name=spec.name,
+        duration=ended - started,
     )
     return result, (INFO_DONE,)

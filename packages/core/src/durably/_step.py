@@ -65,7 +65,7 @@ class StepFunction(Generic[R]):
 
     @property
     def default_name(self) -> str:
-        return self.step_options.name or getattr(self.func, "__name__", "step")
+        return self.step_options.name or str(getattr(self.func, "__name__", "step"))
 
     def pickled(self) -> PickledFunction:
         if self._pickled is None:
@@ -188,7 +188,10 @@ class Workflow(Generic[R]):
         """Start the workflow; returns a ``ray.ObjectRef`` (a Future with the local executor)."""
         from durably import _api
 
-        return _api.run_async(self, workflow_id=workflow_id, metadata=metadata)
+        handle: ray.ObjectRef[R] | concurrent.futures.Future[R] = _api.run_async(
+            self, workflow_id=workflow_id, metadata=metadata
+        )
+        return handle
 
     def __repr__(self) -> str:
         return f"<durably step future {self.function.default_name}({len(self.dependencies)} inputs)>"

@@ -125,7 +125,9 @@ class WorkflowStore:
 
     def save_functions(self, functions: dict[str, bytes]) -> None:
         for func_key, data in functions.items():
-            self.storage.put_if_absent(self.key("functions", func_key), _codec.encode_record(KIND_FUNCTION, {}, data))
+            self.storage.put_if_absent(
+                self.key("functions", func_key), _codec.encode_record(KIND_FUNCTION, {}, data)
+            )
 
     def load_function(self, func_key: str) -> Any:
         _, func = self._read_value(self.key("functions", func_key), KIND_FUNCTION)
@@ -191,7 +193,9 @@ class WorkflowStore:
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
-        self.storage.put(self.key("continuations", step_id), _codec.encode_record(KIND_CONTINUATION, meta, payload))
+        self.storage.put(
+            self.key("continuations", step_id), _codec.encode_record(KIND_CONTINUATION, meta, payload)
+        )
 
     def load_continuation(self, step_id: str) -> Graph:
         return self._read_value(self.key("continuations", step_id), KIND_CONTINUATION)[1]  # type: ignore[no-any-return]

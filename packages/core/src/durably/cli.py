@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--storage", help="storage path or URL (default: $DURABLY_STORAGE or ~/.durably/storage)")
+        sub.add_argument(
+            "--storage", help="storage path or URL (default: $DURABLY_STORAGE or ~/.durably/storage)"
+        )
         sub.add_argument("--executor", default="local", help="executor for resume (default: local)")
         if name == "list":
             sub.add_argument("--status", default=None, help="only workflows with this status")

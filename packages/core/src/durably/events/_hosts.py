@@ -154,7 +154,7 @@ def events_actor() -> Any:
     """The cluster's detached ``durably-events`` actor (created on first use); holds no CPU."""
     import ray
 
-    actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EventStepHost)
+    actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EventStepHost)  # type: ignore[call-overload]
     return actor_class.options(  # type: ignore[attr-defined]
         name=EVENTS_ACTOR_NAME,
         namespace=EVENTS_NAMESPACE,

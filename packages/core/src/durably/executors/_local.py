@@ -40,7 +40,9 @@ class LocalExecutor:
                 return
             info.set_running_or_notify_cancel()
             try:
-                resolved = [item.result() if isinstance(item, concurrent.futures.Future) else item for item in inputs]
+                resolved = [
+                    item.result() if isinstance(item, concurrent.futures.Future) else item for item in inputs
+                ]
                 result, details = execute_step(task, *resolved)
             except BaseException as error:
                 value.set_exception(error)
@@ -62,7 +64,9 @@ class LocalExecutor:
             item.add_done_callback(input_done)
         return value, info
 
-    def _start(self, run: Any, value: concurrent.futures.Future[Any], info: concurrent.futures.Future[Any]) -> None:
+    def _start(
+        self, run: Any, value: concurrent.futures.Future[Any], info: concurrent.futures.Future[Any]
+    ) -> None:
         try:
             self._pool.submit(run)
         except RuntimeError as error:  # the pool is shut down: the interpreter is exiting
@@ -71,7 +75,9 @@ class LocalExecutor:
                 info.set_exception(error)
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
-        done, _ = concurrent.futures.wait(handles, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        done, _ = concurrent.futures.wait(
+            handles, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+        )
         return [handle for handle in handles if handle in done]
 
     def result(self, handle: Any) -> Any:

@@ -65,7 +65,8 @@ def _local_table(name: str) -> _MemoryTable:
 def _ray_table(name: str) -> Any:
     import ray
 
-    table_actor = ray.remote(num_cpus=0, max_concurrency=64)(_MemoryTable)
+    # Ray's type stubs do not list actor options such as max_concurrency.
+    table_actor = ray.remote(num_cpus=0, max_concurrency=64)(_MemoryTable)  # type: ignore[call-overload]
     return table_actor.options(
         name=f"durably-memory-{name}", namespace="durably", lifetime="detached", get_if_exists=True
     ).remote()
