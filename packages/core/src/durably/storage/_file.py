@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlparse
 from durably.storage._base import KeyNotFound, StoragePermanentError, validate_key
 
 _TEMP_PREFIX = ".durably-tmp-"
+# fdatasync skips flushing metadata (such as access times) that a checkpoint does not need.
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _path_from_url(url: str) -> Path:
@@ -59,7 +61,7 @@ class FileStorage:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            _sync_data(fd)
         except BaseException:
             os.close(fd)
             os.unlink(temp_name)
