@@ -7,10 +7,12 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
   races, listing, ``delete_prefix``, large values, unicode and invalid keys, and rebuilding a
   backend from its URL in another object and another process. Fixture: ``storage``.
 
-End-to-end checks of workflows, crashes and virtual actors running on a storage (a second kit,
-for the same ``storage`` fixture) are to be added next to it in this package.
+* :class:`StorageWorkflowContract` — workflows end to end on a storage: output, status and
+  metadata stored, resume after a failure and after a SIGKILL, delete, virtual actors across
+  processes. Fixture: ``storage_url``.
 """
 
 from durably.testing.storage import StorageContract
+from durably.testing.workflows import StorageWorkflowContract
 
-__all__ = ["StorageContract"]
+__all__ = ["StorageContract", "StorageWorkflowContract"]
