@@ -1,4 +1,8 @@
-"""The workflow API: ``from durably import workflow`` is a drop-in for Ray 1.x's ``from ray import workflow``."""
+"""The workflow API: ``from durably import workflow`` is a drop-in for ``from ray import workflow``.
+
+Ray 1.x code (``@workflow.step``, ``.step()``, ``.run()``) and Ray 2.x code (``@ray.remote``,
+``.bind()``, ``workflow.run(dag)``, ``workflow.continuation``, ``workflow.options``) both run.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from durably._errors import (
     WorkflowNotResumableError,
     WorkflowRunningError,
 )
+from durably._ray_dag import continuation, get_output_async, options, run, run_async
 from durably._status import WorkflowStatus
 from durably._step import StepFunction, Workflow, step
 from durably.events import EventListener
@@ -55,18 +60,23 @@ __all__ = [
     "WorkflowRunningError",
     "WorkflowStatus",
     "cancel",
+    "continuation",
     "delete",
     "delete_actor",
     "get_actor",
     "get_metadata",
     "get_output",
+    "get_output_async",
     "get_status",
     "init",
     "list_actors",
     "list_all",
+    "options",
     "resume",
     "resume_all",
     "resume_async",
+    "run",
+    "run_async",
     "send_event",
     "sleep",
     "step",
