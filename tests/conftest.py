@@ -48,7 +48,11 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
         cluster.stop()
 
 
-@pytest.fixture(params=["local", "ray"])
+#: Which executors the workflow tests run on (nox narrows this on the secondary Pythons).
+EXECUTORS = [name for name in os.environ.get("DURABLY_TEST_EXECUTORS", "local,ray").split(",") if name]
+
+
+@pytest.fixture(params=EXECUTORS)
 def executor(request: pytest.FixtureRequest) -> str:
     """Each workflow test runs on both executors: same semantics, same suite."""
     if request.param == "ray":

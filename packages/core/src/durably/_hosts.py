@@ -6,6 +6,7 @@ on after the driver that started it exits.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -139,13 +140,12 @@ class EngineHost:
         return number
 
     def result(self, number: int) -> Any:
+        return self.claim(number).result()
+
+    def claim(self, number: int) -> concurrent.futures.Future[Any]:
+        """The future of a workflow started with ``start`` (forgotten here once claimed)."""
         with self._lock:
-            future = self._started[number]
-        try:
-            return future.result()
-        finally:
-            with self._lock:
-                self._started.pop(number, None)
+            return self._started.pop(number)
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         """Signal a workflow run by this host; False if it runs elsewhere (or not at all)."""
@@ -160,21 +160,45 @@ class EngineHost:
         return True
 
 
+class EngineActor:
+    """The body of the cluster's engine actor: an asyncio actor, so callers waiting for results
+    hold no thread; each running workflow's engine has a thread of the host's pool."""
+
+    def __init__(self) -> None:
+        self.host = EngineHost("ray")
+
+    def ping(self) -> bool:
+        return True
+
+    def configure(self, max_running: int | None, max_pending: int | None) -> None:
+        self.host.configure(max_running, max_pending)
+
+    def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
+        return self.host.start(storage_url, workflow_id, graph)
+
+    async def result(self, number: int) -> Any:
+        return await asyncio.wrap_future(self.host.claim(number))
+
+    def cancel(self, storage_url: str, workflow_id: str) -> bool:
+        return self.host.cancel(storage_url, workflow_id)
+
+
 class RayEngineHost:
     """A handle on the cluster's detached engine actor (created on first use)."""
 
     def __init__(self) -> None:
         import ray
 
-        # Ray's type stubs do not list actor options such as max_concurrency.
-        actor_class = ray.remote(num_cpus=0, max_concurrency=10_000)(EngineHost)  # type: ignore[call-overload]
+        # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
+        # how many calls may wait at once; no thread each).
+        actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EngineActor)  # type: ignore[call-overload]
         self.actor = actor_class.options(  # type: ignore[attr-defined]
             name=ENGINE_ACTOR_NAME,
             namespace=ENGINE_NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
             max_restarts=-1,
-        ).remote("ray")
+        ).remote()
 
     def _wait_until_available(self, timeout: float = 120.0) -> None:
         """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""
