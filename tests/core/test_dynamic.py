@@ -248,3 +248,19 @@ def test_long_loop_resumes_from_the_stored_tail_without_walking_the_chain(tmp_pa
         assert CountingStorage.reads < limit // 5
     finally:
         reset_registry()
+
+
+def _triple(value: int) -> int:
+    return 3 * value
+
+
+@workflow.step
+def hands_over_to_a_ray_dag(value: int) -> Any:
+    import ray
+
+    return workflow.continuation(ray.remote(_triple).bind(value))
+
+
+def test_a_step_may_continue_with_a_ray_dag_through_workflow_continuation(wf: Any) -> None:
+    assert plus_one.step(hands_over_to_a_ray_dag.step(5)).run(workflow_id="dag-continuation") == 16
+    assert wf.get_output("dag-continuation", name="hands_over_to_a_ray_dag") == 15

@@ -20,8 +20,6 @@ RAY_TASK_OPTIONS = frozenset(
         "placement_group_bundle_index",
         "placement_group_capture_child_tasks",
         "label_selector",
-        "max_calls",
-        "_metadata",
     }
 )
 

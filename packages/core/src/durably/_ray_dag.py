@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import _api
 from durably._options import build_options
+from durably._runner import INSIDE_STEP
 from durably._step import PickledFunction, StepFunction, Workflow
 
 if TYPE_CHECKING:
@@ -427,7 +428,7 @@ def continuation(dag: Any) -> Any:
 
     if not isinstance(dag, DAGNode):
         raise TypeError(f"workflow.continuation takes a Ray DAG (f.bind(...)), got {type(dag).__name__}")
-    if _in_remote_function.get():
+    if _in_remote_function.get() or INSIDE_STEP.get():
         return to_workflow(dag, (), {})
     import ray
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from durably._store import StoredOutput, WorkflowStore
 #: What a step's value slot holds when the step produced no value (yet): a continuation, or an
 #: input that was itself unresolved. Consumers that receive it return it again, unrun.
 UNRESOLVED = "__durably_unresolved__"
+
+#: True while a step's function runs (``workflow.continuation`` then returns a continuation).
+INSIDE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_inside_step", default=False)
 
 INFO_DONE = "done"
 INFO_CONTINUATION = "continuation"
@@ -87,7 +91,11 @@ def _call_with_retries(
             workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt
         )
         try:
-            return func(*args, **kwargs), None, attempt
+            token = INSIDE_STEP.set(True)
+            try:
+                return func(*args, **kwargs), None, attempt
+            finally:
+                INSIDE_STEP.reset(token)
         except Exception as error:
             if options.is_retryable(error) and (allowed is None or attempt < allowed):
                 delay = options.retry_wait(attempt)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from durably._runner import StepTask, execute_step
+
+
+def _settle(
+    value: Any, info: Any, result: Any = None, details: Any = None, error: BaseException | None = None
+) -> None:
+    """Complete both futures, unless the workflow was cancelled meanwhile (then nobody waits)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is not None:
+            value.set_exception(error)
+            info.set_exception(error)
+        else:
+            value.set_result(result)
+            info.set_result(details)
 
 
 class LocalExecutor:
@@ -45,11 +59,9 @@ class LocalExecutor:
                 ]
                 result, details = execute_step(task, *resolved)
             except BaseException as error:
-                value.set_exception(error)
-                info.set_exception(error)
+                _settle(value, info, error=error)
             else:
-                value.set_result(result)
-                info.set_result(details)
+                _settle(value, info, result=result, details=details)
 
         def input_done(_: concurrent.futures.Future[Any]) -> None:
             with lock:
