@@ -102,7 +102,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PRIMARY_PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy over every package's source."""
-    session.install("mypy", *[item for folder in PACKAGES for item in ("-e", str(PACKAGES[folder]))])
+    packages = [item for folder in PACKAGES for item in ("-e", str(PACKAGES[folder]))]
+    session.install("mypy", "pytest", *packages)
     session.run("mypy", *[str(PACKAGES[folder] / "src") for folder in PACKAGES])
 
 

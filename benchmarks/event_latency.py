@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=1.0, help="seconds the wait idles before the send")
     parser.add_argument("--poll-only", action="store_true", help="disable the sender's wake-up call")
     parser.add_argument("--storage", default=None, help="storage URL (default: a fresh temporary folder)")
+    parser.add_argument(
+        "--ray-address", default="local", help="Ray cluster to join (default: start a new one)"
+    )
     options = parser.parse_args()
     workflow.init(
         storage=options.storage or tempfile.mkdtemp(prefix="durably-latency-"), executor=options.executor

@@ -51,7 +51,7 @@ class KafkaEvent:
             offset=int(message.offset() or 0),
             key=_as_bytes(message.key()),
             value=_as_bytes(message.value()),
-            headers=tuple((name, _as_bytes(value)) for name, value in (message.headers() or [])),
+            headers=_headers_of(message),
             timestamp=None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
             **consumer,
         )
@@ -61,3 +61,9 @@ def _as_bytes(data: str | bytes | None) -> bytes | None:
     if data is None or isinstance(data, bytes):
         return data
     return data.encode()
+
+
+def _headers_of(message: Any) -> tuple[tuple[str, bytes | None], ...]:
+    """A message's headers as (name, value) pairs; the client types them loosely."""
+    pairs: list[Any] = list(message.headers() or [])
+    return tuple((str(pair[0]), _as_bytes(pair[1])) for pair in pairs)

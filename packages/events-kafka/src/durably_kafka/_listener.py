@@ -216,8 +216,9 @@ def _commit_as_group_member(event: KafkaEvent, config: dict[str, Any], purpose: 
         while time.monotonic() < deadline:
             message = consumer.poll(POLL_INTERVAL)
             errors.raise_if_fatal(purpose)
-            if message is not None and message.error() is not None:
-                raise_if_fatal(message.error(), purpose)
+            failure = message.error() if message is not None else None
+            if failure is not None:
+                raise_if_fatal(failure, purpose)
             if joined.is_set() and _commit_ahead(consumer, errors, event, purpose, deadline):
                 return
         raise KafkaListenerError(f"timed out {purpose}: could not join the group to commit")
