@@ -83,6 +83,8 @@ def drive(
             raise cancelled from None
         except LeaseLost:
             raise WorkflowRunningError(workflow_id, "another driver took it over") from None
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the driver was stopped, not the workflow: it stays RESUMABLE
         except BaseException as unexpected:
             error = WorkflowExecutionError(workflow_id, None, unexpected)
             _finish(store, WorkflowStatus.FAILED, started, error)
