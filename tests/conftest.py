@@ -39,13 +39,26 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
     if STORAGE_KIND == "s3":
         request.getfixturevalue("s3_credentials")  # Ray workers inherit the credentials it exports
 
-    cluster = RayCluster()
+    cluster = _start_ray_cluster()
     try:
-        cluster.wait_ready()
         yield cluster
     finally:
         ray.shutdown()
         cluster.stop()
+
+
+def _start_ray_cluster(attempts: int = 3) -> RayCluster:
+    """Start the head; Ray gives a node 30 s to register, which a loaded machine can miss: retry."""
+    for attempt in range(1, attempts + 1):
+        cluster = RayCluster()
+        try:
+            cluster.wait_ready()
+            return cluster
+        except RuntimeError:
+            cluster.stop()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 #: Which executors the workflow tests run on (nox narrows this on the secondary Pythons).
