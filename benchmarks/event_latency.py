@@ -54,9 +54,9 @@ def main() -> None:
         "--ray-address", default="local", help="Ray cluster to join (default: start a new one)"
     )
     options = parser.parse_args()
-    workflow.init(
-        storage=options.storage or tempfile.mkdtemp(prefix="durably-latency-"), executor=options.executor
-    )
+    storage = options.storage or tempfile.mkdtemp(prefix="durably-latency-")
+    ray_address = options.ray_address if options.executor == "ray" else None
+    workflow.init(storage=storage, executor=options.executor, ray_address=ray_address)
     if options.poll_only:
         from durably.events import _external
 
