@@ -144,20 +144,34 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     args, kwargs = _codec.loads_with(spec.encoded_args, _argument_resolver(store, spec, values))
     started = time.time()
     result, caught, attempts = _call_with_retries(task, func, args, kwargs)
-    meta = {
-        "name": spec.name,
-        "start_time": started,
-        "end_time": (ended := time.time()),
-        "attempts": attempts,
-        "user_metadata": spec.options.metadata,
-    }
+    meta = step_metadata(spec, started, time.time(), attempts)
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
         store.save_continuation(spec.step_id, graph, meta)
         return UNRESOLVED, (INFO_CONTINUATION, graph)
     if spec.options.catch_exceptions:
         result = (None, caught) if caught is not None else (result, None)
-    if spec.options.checkpoint:
+    record_finished_step(store, task, result, meta, store_output=spec.options.checkpoint)
+    return result, (INFO_DONE,)
+
+
+def step_metadata(spec: StepSpec, started: float, ended: float, attempts: int) -> dict[str, Any]:
+    """What a checkpoint records about the step besides its output."""
+    return {
+        "name": spec.name,
+        "start_time": started,
+        "end_time": ended,
+        "attempts": attempts,
+        "user_metadata": spec.options.metadata,
+    }
+
+
+def record_finished_step(
+    store: WorkflowStore, task: StepTask, result: Any, meta: dict[str, Any], store_output: bool
+) -> None:
+    """Checkpoint a finished step's output (and its name, if dynamic), then tell the plugins."""
+    spec = task.spec
+    if store_output:
         store.save_step_output(spec.step_id, result, meta)
     if spec.named and task.dynamic:
         store.save_step_name(spec.name, spec.step_id)
@@ -165,6 +179,5 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
         workflow_id=task.workflow_id,
         step_id=spec.step_id,
         name=spec.name,
-        duration=ended - started,
+        duration=meta["end_time"] - meta["start_time"],
     )
-    return result, (INFO_DONE,)

@@ -27,6 +27,8 @@ from durably._runner import (
     StepTask,
     _load_function,
     _resolve_inputs,
+    record_finished_step,
+    step_metadata,
 )
 from durably._store import WorkflowStore
 from durably.events import EventListener
@@ -107,21 +109,7 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, 
             workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
         )
         raise StepFailure(task.workflow_id, spec.step_id, error) from error
-    ended = time.time()
-    meta = {
-        "name": spec.name,
-        "start_time": started,
-        "end_time": ended,
-        "attempts": 1,
-        "user_metadata": spec.options.metadata,
-    }
-    await in_storage_thread(store.save_step_output, spec.step_id, event, meta)
-    if spec.named and task.dynamic:
-        await in_storage_thread(store.save_step_name, spec.name, spec.step_id)
-    hook().durably_step_finished(
-        workflow_id=task.workflow_id,
-        step_id=spec.step_id,
-        name=spec.name,
-        duration=ended - started,
-    )
+    meta = step_metadata(spec, started, time.time(), attempts=1)
+    # The event is always stored, whatever ``checkpoint`` says: delivery is exactly-once.
+    await in_storage_thread(record_finished_step, store, task, event, meta, True)
     return event, (INFO_DONE,)

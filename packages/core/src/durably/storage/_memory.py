@@ -1,8 +1,8 @@
 """The built-in ``memory://`` backend: data kept in memory, for tests and quick experiments.
 
 In a process not connected to Ray, ``memory://NAME`` is a dict in that process. In a process
-connected to Ray, it is held by a detached Ray actor named after NAME, so that the driver,
-the engine and every worker see the same data for the life of the Ray cluster.
+connected to Ray, it is held by one detached Ray actor (``durably-memory``, all names in it),
+so that the driver, the engine and every worker see the same data for the life of the cluster.
 """
 
 from __future__ import annotations
@@ -62,13 +62,26 @@ def _local_table(name: str) -> _MemoryTable:
         return _LOCAL_TABLES.setdefault(name, _MemoryTable())
 
 
-def _ray_table(name: str) -> Any:
+class _MemoryTables:
+    """Every ``memory://`` table of a Ray cluster, in one actor (one process, however many names)."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, _MemoryTable] = {}
+        self._lock = threading.Lock()
+
+    def call(self, name: str, method: str, *args: Any) -> Any:
+        with self._lock:
+            table = self._tables.setdefault(name, _MemoryTable())
+        return getattr(table, method)(*args)
+
+
+def _ray_tables() -> Any:
     import ray
 
     # Ray's type stubs do not list actor options such as max_concurrency.
-    table_actor = ray.remote(num_cpus=0, max_concurrency=64)(_MemoryTable)  # type: ignore[call-overload]
-    return table_actor.options(
-        name=f"durably-memory-{name}", namespace="durably", lifetime="detached", get_if_exists=True
+    tables_actor = ray.remote(num_cpus=0, max_concurrency=64)(_MemoryTables)  # type: ignore[call-overload]
+    return tables_actor.options(
+        name="durably-memory", namespace="durably", lifetime="detached", get_if_exists=True
     ).remote()
 
 
@@ -90,7 +103,7 @@ class MemoryStorage:
         except ImportError:  # pragma: no cover - ray is a dependency of core
             on_ray = False
         if on_ray:
-            self._actor = _ray_table(self.name)
+            self._actor = _ray_tables()
         else:
             self._table = _local_table(self.name)
 
@@ -105,7 +118,7 @@ class MemoryStorage:
             return getattr(self._table, method)(*args)
         import ray
 
-        return ray.get(getattr(self._actor, method).remote(*args))
+        return ray.get(self._actor.call.remote(self.name, method, *args))
 
     def put(self, key: str, data: bytes) -> None:
         self._call("put", validate_key(key), data)
