@@ -338,13 +338,13 @@ class WorkflowEngine:
             self.executor.cancel(list(self.inflight))
             raise
         except BaseException:
-            # A wait for an event may never end, and nothing will consume it now.
+            # After a failure, steps on other branches finish and checkpoint (less to redo on
+            # resume); those that consumed the failed output fail by themselves. Only waits for
+            # events are stopped: they may never end, and nothing will consume them now.
             self.executor.cancel(
                 [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
             )
             raise
-        # After a failure, steps on other branches finish and checkpoint (less to redo on resume);
-        # the ones that consumed the failed output fail by themselves.
 
     def _check_interrupts(self) -> None:
         if self.cancel_event.is_set() or self.store.cancel_requested():
