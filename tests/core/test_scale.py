@@ -10,7 +10,8 @@ import pytest
 
 from durably import workflow
 
-pytestmark = pytest.mark.workflow
+# Slow: the backends session leaves these to the file-storage run (CI time), see noxfile.py.
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SIZE = 10_000
 
