@@ -96,7 +96,26 @@ def _ensure_ray(address: str | None) -> None:
         node_ip = os.environ.get(RAY_NODE_IP_ENV)
         if node_ip:
             options["_node_ip_address"] = node_ip
+        if address is None and not os.environ.get("RAY_ADDRESS") and not _recorded_cluster_answers():
+            address = "local"  # the cluster `ray start` last recorded is gone: do not wait for it
         ray.init(address=address, ignore_reinit_error=True, **options)
+
+
+def _recorded_cluster_answers() -> bool:
+    """Whether the cluster that `ray start` recorded on this machine (if any) accepts connections."""
+    import socket
+
+    from ray._private.utils import read_ray_address
+
+    recorded = read_ray_address()
+    if not recorded:
+        return False
+    host, _, port = recorded.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def config() -> _Config:
