@@ -65,7 +65,7 @@ def where_am_i() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
-@workflow.step(num_cpus=0)
+@workflow.step(resources={"durably_test": 1}, num_cpus=0)  # a resource only the head node has
 def head_node() -> str:
     import ray
 
