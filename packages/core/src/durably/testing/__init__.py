@@ -7,12 +7,17 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
   races, listing, ``delete_prefix``, large values, unicode and invalid keys, and rebuilding a
   backend from its URL in another object and another process. Fixture: ``storage``.
 
+* :class:`EventListenerContract` — event listener plugins: delivery, redelivery before the
+  checkpoint, none after it, idempotent ``event_checkpointed``, picklable events. Fixtures:
+  ``listener_factory``, ``event_args``, ``emit`` (and optionally ``payload_of``).
+
 * :class:`StorageWorkflowContract` — workflows end to end on a storage: output, status and
   metadata stored, resume after a failure and after a SIGKILL, delete, virtual actors across
   processes. Fixture: ``storage_url``.
 """
 
+from durably.testing.events import EventListenerContract
 from durably.testing.storage import StorageContract
 from durably.testing.workflows import StorageWorkflowContract
 
-__all__ = ["StorageContract", "StorageWorkflowContract"]
+__all__ = ["EventListenerContract", "StorageContract", "StorageWorkflowContract"]
