@@ -14,7 +14,7 @@ from _harness import FeatureUnavailable, Implementation, main
 
 
 def _define(workflow: Any) -> types.SimpleNamespace:
-    """The workload's steps, made once durably imports (it is still being written, so it may not)."""
+    """The workload's steps, defined after durably is imported (a missing feature shows as not available)."""
 
     @workflow.step
     def inc(x: int) -> int:
