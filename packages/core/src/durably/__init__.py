@@ -6,7 +6,12 @@
 
 from durably import workflow
 from durably._errors import (
+    ActorMethodError,
+    ActorNotFoundError,
     CheckpointCorruptedError,
+    DurablyError,
+    UnknownStorageSchemeError,
+    WorkflowQueueFullError,
     WorkflowCancellationError,
     WorkflowError,
     WorkflowExecutionError,
@@ -17,19 +22,25 @@ from durably._errors import (
 from durably._status import WorkflowStatus
 from durably.events import EventListener
 from durably.hookspecs import hookimpl
-from durably.storage import KeyNotFound, Storage
+from durably.storage import KeyNotFound, Storage, StorageError
 from durably.workflow import init
 
 __all__ = [
+    "ActorMethodError",
+    "ActorNotFoundError",
     "CheckpointCorruptedError",
+    "DurablyError",
     "EventListener",
     "KeyNotFound",
     "Storage",
+    "StorageError",
+    "UnknownStorageSchemeError",
     "WorkflowCancellationError",
     "WorkflowError",
     "WorkflowExecutionError",
     "WorkflowNotFoundError",
     "WorkflowNotResumableError",
+    "WorkflowQueueFullError",
     "WorkflowRunningError",
     "WorkflowStatus",
     "hookimpl",

@@ -29,7 +29,7 @@ from typing import Any
 
 from durably import _codec
 from durably._actor_store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
-from durably._errors import WorkflowError, WorkflowExecutionError, WorkflowNotFoundError
+from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
 from durably._resolve import open_storage
 from durably._step import StepFunction, Workflow
 from durably.storage import KeyNotFound
@@ -42,29 +42,6 @@ MAX_PROBE = 64
 HOST_IDLE_SECONDS = float(os.environ.get("DURABLY_ACTOR_HOST_IDLE_SECONDS", "300"))
 HOST_NAMESPACE = "durably"
 _RETRY_HOST_SECONDS = 120.0
-
-
-class ActorNotFoundError(WorkflowNotFoundError):
-    """No virtual actor with that id exists in the configured storage."""
-
-    def __init__(self, actor_id: str) -> None:
-        super().__init__(actor_id)
-        self.actor_id = actor_id
-        self.args = (f"no virtual actor with id {actor_id!r} in this storage",)
-
-
-class ActorMethodError(WorkflowExecutionError):
-    """A virtual actor's method raised; the actor's state is unchanged and ``__cause__`` is the error."""
-
-    def __init__(self, actor_id: str, method: str, cause: BaseException | str) -> None:
-        super().__init__(actor_id, method, cause)
-        self.actor_id = actor_id
-        self.method = method
-        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
-        self.args = (f"method {method!r} of virtual actor {actor_id!r} failed: {reason}",)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 # -- the class: state, methods ----------------------------------------------------------------

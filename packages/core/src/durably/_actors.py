@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from durably import _actor_calls, _codec
 from durably._actor_calls import (
-    ActorMethodError,
-    ActorNotFoundError,
     MethodDescriptor,
     Target,
     actor_methods,
@@ -23,7 +21,7 @@ from durably._actor_calls import (
     new_call_id,
 )
 from durably._actor_store import ActorStore, CallRecord, list_actor_entries
-from durably._errors import WorkflowError, WorkflowRunningError
+from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError, WorkflowRunningError
 from durably._ids import validate_workflow_id
 from durably._lease import Lease
 from durably._resolve import open_storage
@@ -279,8 +277,6 @@ def delete_actor_if_exists(actor_id: str) -> bool:
 __all__ = [
     "ActorHandle",
     "ActorMethod",
-    "ActorMethodError",
-    "ActorNotFoundError",
     "VirtualActorClass",
     "delete_actor",
     "get_actor",

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from durably._engine import Cancelled, LeaseLost, StepFailed, WorkflowEngine
+from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
 from durably._errors import (
     WorkflowCancellationError,
     WorkflowExecutionError,
@@ -71,7 +71,7 @@ def drive(
         engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
         try:
             output_step, value = engine.run()
-        except StepFailed as failure:
+        except UncaughtStepFailure as failure:
             error = WorkflowExecutionError(workflow_id, failure.step_id, failure.error)
             error.__cause__ = failure.error
             _finish(store, WorkflowStatus.FAILED, started, error, failure.step_id)

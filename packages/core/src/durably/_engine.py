@@ -48,8 +48,11 @@ class _Node:
         self.consumers_left = 0
 
 
-class StepFailed(Exception):
-    """Raised inside the engine when a step fails and nothing catches it."""
+class UncaughtStepFailure(Exception):
+    """Raised inside the engine when a step fails and no enclosing ``catch_exceptions`` step catches it.
+
+    Not to be confused with :class:`StepFailure`, what a worker raises when a step fails.
+    """
 
     def __init__(self, step_id: str, error: BaseException) -> None:
         super().__init__(step_id, error)
@@ -284,7 +287,7 @@ class WorkflowEngine:
             failed_step, cause = step_id, error
         owner = self._catching_owner(step_id)
         if owner is None:
-            raise StepFailed(failed_step, cause)
+            raise UncaughtStepFailure(failed_step, cause)
         self._resolve_catcher(owner, value=None, error=cause)
 
     def _catching_owner(self, step_id: str) -> str | None:

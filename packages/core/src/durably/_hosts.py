@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from durably._driver import drive
-from durably._errors import WorkflowError
+from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
 from durably._resolve import open_executor, open_storage
 from durably._status import WorkflowStatus
@@ -49,12 +49,7 @@ class Admission:
             if must_wait and self.max_pending is not None:
                 queued = self.running + self.waiting - self.max_running  # type: ignore[operator]
                 if queued >= self.max_pending:
-                    raise WorkflowError(
-                        f"cannot submit workflow {workflow_id!r}: {self.max_running} workflows are running "
-                        f"and {self.max_pending} are pending (max_pending_workflows); wait for some to "
-                        "finish, or "
-                        "raise max_running_workflows / max_pending_workflows in workflow.init()"
-                    )
+                    raise WorkflowQueueFullError(workflow_id, self.max_running, self.max_pending)  # type: ignore[arg-type]
             self.waiting += 1
             ticket = self._next_ticket
             self._next_ticket += 1

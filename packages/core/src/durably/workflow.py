@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from durably._actors import (
     ActorHandle,
-    ActorMethodError,
-    ActorNotFoundError,
     delete_actor,
     get_actor,
     list_actors,
@@ -28,7 +26,12 @@ from durably._api import (
     resume_async,
 )
 from durably._errors import (
+    ActorMethodError,
+    ActorNotFoundError,
     CheckpointCorruptedError,
+    DurablyError,
+    UnknownStorageSchemeError,
+    WorkflowQueueFullError,
     WorkflowCancellationError,
     WorkflowError,
     WorkflowExecutionError,
@@ -48,6 +51,7 @@ __all__ = [
     "ActorMethodError",
     "ActorNotFoundError",
     "CheckpointCorruptedError",
+    "DurablyError",
     "EventListener",
     "ExternalEvent",
     "StepFunction",
@@ -56,7 +60,9 @@ __all__ = [
     "WorkflowError",
     "WorkflowExecutionError",
     "WorkflowNotFoundError",
+    "UnknownStorageSchemeError",
     "WorkflowNotResumableError",
+    "WorkflowQueueFullError",
     "WorkflowRunningError",
     "WorkflowStatus",
     "cancel",
