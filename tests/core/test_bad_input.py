@@ -72,7 +72,7 @@ def test_metadata_must_be_json(wf: Any) -> None:
 
 
 def test_running_something_that_is_not_a_step_future(wf: Any) -> None:
-    from durably._api import run
+    from durably._launch import run
 
     with pytest.raises(TypeError, match="step future"):
         run(lambda: 1)  # type: ignore[arg-type]

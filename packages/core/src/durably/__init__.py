@@ -11,12 +11,12 @@ from durably._errors import (
     CheckpointCorruptedError,
     DurablyError,
     UnknownStorageSchemeError,
-    WorkflowQueueFullError,
     WorkflowCancellationError,
     WorkflowError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
     WorkflowNotResumableError,
+    WorkflowQueueFullError,
     WorkflowRunningError,
 )
 from durably._status import WorkflowStatus

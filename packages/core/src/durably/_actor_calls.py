@@ -27,15 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from durably import _codec
+from durably import _codec, _config, _launch
 from durably._actor_store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
 from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
 from durably._resolve import open_storage
 from durably._step import StepFunction, Workflow
+from durably._store import WorkflowStore
 from durably.storage import KeyNotFound
 
 #: Executors whose mutating calls run in a per-actor Ray actor; any other runs them in-process.
-RAY_EXECUTORS = {"ray"}
 #: A process that fell further behind than this many commits re-reads the log by listing it.
 MAX_PROBE = 64
 #: A Ray actor hosting a virtual actor exits after this long without calls (seconds).
@@ -126,6 +126,8 @@ class Target:
     storage_url: str
     executor: str
     actor_id: str
+    #: The executor's ``has_cluster_host``: calls then go to a Ray actor hosting the virtual actor.
+    has_cluster_host: bool
 
 
 @dataclass
@@ -385,8 +387,6 @@ def _finish_returned_steps(
     ``self.other.step(...)`` as the returned future is applied here, on the same in-flight state;
     its arguments (which may be step futures) are computed by a sub-workflow first.
     """
-    from durably import _api
-
     ran: list[str] = []
     while isinstance(result, Workflow):
         workflow_id = subworkflow_id(core.actor_id, seq, call_id, len(ran))
@@ -397,7 +397,7 @@ def _finish_returned_steps(
             )
             if result.dependencies:
                 ran.append(workflow_id)
-                args, kwargs = _api.run(
+                args, kwargs = _launch.run(
                     Workflow(StepFunction(_gather_arguments, function.step_options), args, kwargs),
                     workflow_id=workflow_id,
                 )
@@ -406,7 +406,7 @@ def _finish_returned_steps(
             continue
         _refuse_calls_to_self(core.actor_id, result)
         ran.append(workflow_id)
-        result = _api.run(result, workflow_id=workflow_id)
+        result = _launch.run(result, workflow_id=workflow_id)
     return result, ran
 
 
@@ -429,8 +429,6 @@ def _refuse_calls_to_self(actor_id: str, root: Workflow[Any]) -> None:
 
 
 def _delete_workflows(store: ActorStore, workflow_ids: list[str]) -> None:
-    from durably._store import WorkflowStore
-
     for workflow_id in workflow_ids:
         WorkflowStore(store.storage, workflow_id).delete()
 
@@ -512,10 +510,10 @@ class ActorHost:
     ``HOST_IDLE_SECONDS`` without calls; the next call starts a new one.
     """
 
-    def __init__(self, storage_url: str, executor: str, actor_id: str) -> None:
-        configure_worker(storage_url, executor)
-        self.target = Target(storage_url, executor, actor_id)
-        self.core = core_for(storage_url, actor_id)
+    def __init__(self, target: Target) -> None:
+        configure_worker(target.storage_url, target.executor)
+        self.target = target
+        self.core = core_for(target.storage_url, target.actor_id)
         self._last_call = time.monotonic()
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
@@ -543,10 +541,8 @@ class ActorHost:
 
 def configure_worker(storage_url: str, executor: str) -> None:
     """Point ``durably.workflow`` in a Ray worker at the caller's storage, unless it is set up already."""
-    from durably import _api
-
-    if _api._config is None:
-        _api.init(storage=storage_url, executor=executor)
+    if not _config.is_set():
+        _config.initialize(storage=storage_url, executor=executor)
 
 
 def host_name(target: Target) -> str:
@@ -567,7 +563,7 @@ def _host_for(target: Target) -> Any:
         remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
         host = remote_class.options(  # type: ignore[attr-defined]
             name=name, namespace=HOST_NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=0
-        ).remote(target.storage_url, target.executor, target.actor_id)
+        ).remote(target)
         with _hosts_lock:
             _hosts[name] = host
     return host
@@ -619,7 +615,7 @@ def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str
     """Start a call; a ray.ObjectRef with the ray executor, else a concurrent.futures.Future."""
     global _readonly_tasks
     core = core_for(target.storage_url, target.actor_id)
-    if target.executor in RAY_EXECUTORS:
+    if target.has_cluster_host:
         import ray
 
         if readonly:
@@ -644,7 +640,7 @@ def call(
     if readonly:
         return core.apply_readonly(target, method, args, kwargs)
     _refuse_own_mutating_call(target, method)
-    if target.executor not in RAY_EXECUTORS:
+    if not target.has_cluster_host:
         return _queue_for(target).submit(lambda: core.apply(target, method, args, kwargs, call_id)).result()
     import ray
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durably import _actor_calls, _codec
+from durably import _actor_calls, _codec, _config
 from durably._actor_calls import (
     MethodDescriptor,
     Target,
@@ -130,10 +130,8 @@ def _handle(target: Target, cls: type) -> ActorHandle:
 
 
 def _target(actor_id: str) -> Target:
-    from durably import _api
-
-    cfg = _api.config()
-    return Target(cfg.storage_url, cfg.executor, validate_workflow_id(actor_id))
+    cfg = _config.current()
+    return Target(cfg.storage_url, cfg.executor, validate_workflow_id(actor_id), cfg.has_cluster_host)
 
 
 class VirtualActorClass:
@@ -250,9 +248,7 @@ def get_actor(actor_id: str) -> ActorHandle:
 
 def list_actors() -> list[tuple[str, str]]:
     """(actor id, class name) of every virtual actor in the storage, sorted by id."""
-    from durably import _api
-
-    return list_actor_entries(_api.storage())
+    return list_actor_entries(open_storage(_config.current().storage_url))
 
 
 def delete_actor(actor_id: str) -> None:
@@ -267,7 +263,7 @@ def delete_actor_if_exists(actor_id: str) -> bool:
     store = ActorStore(open_storage(target.storage_url), actor_id)
     if not store.is_listed() and next(store.keys(), None) is None:
         return False
-    if target.executor in _actor_calls.RAY_EXECUTORS:
+    if target.has_cluster_host:
         _actor_calls.stop_host(target)
     store.delete()
     _actor_calls.drop_core(target.storage_url, actor_id)

@@ -15,9 +15,10 @@ from typing import Any
 from durably._driver import drive
 from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
-from durably._resolve import open_executor, open_storage
+from durably._resolve import open_executor
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore
+from durably._store import open_workflow_store
+from durably.executors import Executor
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
@@ -54,7 +55,7 @@ class Admission:
             ticket = self._next_ticket
             self._next_ticket += 1
         if must_wait:
-            store = WorkflowStore(open_storage(storage_url), workflow_id)
+            store = open_workflow_store(storage_url, workflow_id)
             if store.result_step_id() is None:
                 store.save_status(WorkflowStatus.PENDING, queued_at=time.time())
         return ticket
@@ -80,8 +81,8 @@ class Admission:
 class EngineHost:
     """Runs workflow engines in threads of the current process, one per running workflow."""
 
-    def __init__(self, executor_name: str) -> None:
-        self.executor = open_executor(executor_name)
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
         self.admission = Admission()
         self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
@@ -159,8 +160,8 @@ class EngineActor:
     """The body of the cluster's engine actor: an asyncio actor, so callers waiting for results
     hold no thread; each running workflow's engine has a thread of the host's pool."""
 
-    def __init__(self) -> None:
-        self.host = EngineHost("ray")
+    def __init__(self, executor_name: str) -> None:
+        self.host = EngineHost(open_executor(executor_name))
 
     def ping(self) -> bool:
         return True
@@ -179,9 +180,12 @@ class EngineActor:
 
 
 class RayEngineHost:
-    """A handle on the cluster's detached engine actor (created on first use)."""
+    """A handle on the cluster's detached engine actor (created on first use).
 
-    def __init__(self) -> None:
+    For executors with ``has_cluster_host``; the actor runs engines with the executor ``executor_name``.
+    """
+
+    def __init__(self, executor_name: str) -> None:
         import ray
 
         # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
@@ -193,7 +197,7 @@ class RayEngineHost:
             lifetime="detached",
             get_if_exists=True,
             max_restarts=-1,
-        ).remote()
+        ).remote(executor_name)
 
     def _wait_until_available(self, timeout: float = 120.0) -> None:
         """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""

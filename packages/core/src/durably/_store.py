@@ -33,6 +33,7 @@ from durably import _codec
 from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, is_object_ref, restore_object_ref, save_object_ref
+from durably._resolve import open_storage
 from durably.storage import KeyNotFound, Storage
 
 KIND_META = 1
@@ -72,6 +73,11 @@ class WorkflowStore:
     # -- keys ---------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))
+
+    @property
+    def lease_key(self) -> str:
+        """The prefix under which ``_lease.Lease`` keeps who drives the workflow now."""
+        return self.key("lease")
 
     # -- record helpers -----------------------------------------------------------------------
     def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
@@ -316,3 +322,8 @@ class WorkflowStore:
 def list_workflow_ids(storage: Storage) -> list[str]:
     """Every workflow id in the storage, sorted."""
     return [key[len("index/") :] for key in storage.list("index")]
+
+
+def open_workflow_store(storage_url: str, workflow_id: str) -> WorkflowStore:
+    """The store of one workflow in the storage at ``storage_url`` (opened once per process)."""
+    return WorkflowStore(open_storage(storage_url), workflow_id)
