@@ -21,6 +21,7 @@ from durably._lease import lease_is_live
 from durably._resolve import normalize_storage_url, open_executor, open_storage
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
+from durably.actors import delete_actor_if_exists
 from durably.storage import KeyNotFound, Storage
 
 DEFAULT_STORAGE_ENV = "DURABLY_STORAGE"
@@ -245,8 +246,6 @@ def delete(workflow_id: str) -> None:
     """Remove a stopped workflow and its keys; if no workflow has the id, the virtual actor that has it."""
     store = workflow_store(workflow_id)
     if not store.exists():
-        from durably._actors import delete_actor_if_exists
-
         if delete_actor_if_exists(workflow_id):
             return
         raise WorkflowNotFoundError(workflow_id)

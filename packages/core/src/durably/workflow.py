@@ -6,13 +6,6 @@ Ray 1.x code (``@workflow.step``, ``.step()``, ``.run()``) and Ray 2.x code (``@
 
 from __future__ import annotations
 
-from durably._actors import (
-    ActorHandle,
-    delete_actor,
-    get_actor,
-    list_actors,
-    virtual_actor,
-)
 from durably._api import (
     cancel,
     delete,
@@ -42,6 +35,13 @@ from durably._errors import (
 from durably._ray_dag import continuation, get_output_async, options, run, run_async
 from durably._status import WorkflowStatus
 from durably._step import StepFunction, Workflow, step
+from durably.actors import (
+    ActorHandle,
+    delete_actor,
+    get_actor,
+    list_actors,
+    virtual_actor,
+)
 from durably.events import EventListener
 from durably.events._external import ExternalEvent, send_event
 from durably.events._steps import sleep, wait_for_event

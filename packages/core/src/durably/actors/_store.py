@@ -132,7 +132,7 @@ class ActorStore:
         return self.storage.exists(self.log_key(seq))
 
     def forget(self, seq: int) -> None:
-        """Delete one record (a write that turned out to be stale; see ``_actor_calls``)."""
+        """Delete one record (a write that turned out to be stale; see ``_commit``)."""
         self.storage.delete_prefix(self.log_key(seq))
 
     def stored_seqs(self) -> list[int]:
