@@ -178,6 +178,8 @@ class Workflow(Generic[R]):
 
     def run(self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> R:
         """Run the workflow that ends at this step to completion and return its value."""
+        # The one upward import of the layering (pyproject.toml, import-linter): a convenience
+        # for workflow.run(self), from the model of a workflow up to where runs start.
         from durably import _launch
 
         return _launch.run(self, workflow_id=workflow_id, metadata=metadata)  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from durably import _codec, _config
 from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError, WorkflowRunningError
 from durably._ids import validate_workflow_id
 from durably._lease import Lease
+from durably._options import build_options
 from durably._resolve import open_storage
 from durably._step import Workflow, _pickle_user_code_by_value
 from durably.actors._class import actor_methods, get_state, pickle_class
@@ -80,8 +81,6 @@ class ActorMethod:
         A call id makes a retried call exactly-once: a call whose id was already committed returns
         the committed result instead of being applied again (found among the most recent commits).
         """
-        from durably._options import build_options
-
         merged = {**self.step_options, **step_options}
         build_options(None, **merged)  # fail here, not when the step runs
         return ActorMethod(self.handle, self.name, self.readonly, call_id or self.call_id, merged)
