@@ -1,18 +1,23 @@
 """The workflow key layout on top of a Storage; the only module that knows the keys.
 
+Every workflow key is built here (``WorkflowStore.key``, ``object_key``, ``lease_key``); every
+value is a record of ``_codec`` whose kind is a ``RecordKind``. Other modules open a workflow's
+store with ``open_workflow_store(url, id)``.
+
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
 workflows/<id>/meta                         user metadata and creation time (created once)
 workflows/<id>/graph                        the step table of the top-level graph
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
-workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content (_objects)
+workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
 workflows/<id>/status                       status, times, the error of a failed run
-workflows/<id>/steps/<step_id>              a finished step: output + its metadata
+workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
+                                            the output has out-of-band buffers: meta "buffers")
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
 workflows/<id>/names/<name>                 which step a dynamically created named step is
 workflows/<id>/result                       which step's output is the workflow's output
 workflows/<id>/tail                         a recent step on the output's continuation chain
-workflows/<id>/lease/<n>                    who drives the workflow now (see _lease.py)
+workflows/<id>/lease/<n>                    who drives the workflow now (lease_key; _lease.py numbers them)
 workflows/<id>/cancel                       a cancellation request
 workflows/<id>/events/<step_id>             an event a wait_for_event step received, before acknowledging it
 workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
