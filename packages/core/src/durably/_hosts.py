@@ -46,11 +46,12 @@ class Admission:
     def reserve(self, storage_url: str, workflow_id: str) -> int:
         """Take a ticket; refuse when the queue is full; mark the workflow PENDING if it must wait."""
         with self._turns:
-            must_wait = self.max_running is not None and (self.running + self.waiting) >= self.max_running
-            if must_wait and self.max_pending is not None:
-                queued = self.running + self.waiting - self.max_running  # type: ignore[operator]
-                if queued >= self.max_pending:
-                    raise WorkflowQueueFullError(workflow_id, self.max_running, self.max_pending)  # type: ignore[arg-type]
+            max_running, max_pending = self.max_running, self.max_pending
+            must_wait = max_running is not None and (self.running + self.waiting) >= max_running
+            if max_running is not None and must_wait and max_pending is not None:
+                queued = self.running + self.waiting - max_running
+                if queued >= max_pending:
+                    raise WorkflowQueueFullError(workflow_id, max_running, max_pending)
             self.waiting += 1
             ticket = self._next_ticket
             self._next_ticket += 1
