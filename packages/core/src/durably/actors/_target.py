@@ -15,7 +15,9 @@ class Target:
     executor: str
     actor_id: str
     #: The executor's ``has_cluster_host``: calls then go to a Ray actor hosting the virtual actor.
-    has_cluster_host: bool
+    #: The default is for Targets stored (inside actor steps) before this field existed: their
+    #: calls are applied in the calling process, which the commit protocol keeps exactly-once.
+    has_cluster_host: bool = False
 
 
 @dataclass
