@@ -13,8 +13,8 @@ import pytest
 from durably_test_helpers import count_runs, record_run, run_child
 
 from durably import workflow
-from durably._actor_store import COMPACT_EVERY, KEEP
 from durably._resolve import open_storage
+from durably.actors._store import COMPACT_EVERY, KEEP
 
 pytestmark = pytest.mark.workflow
 
@@ -440,7 +440,7 @@ CRASH_CHILD = (
     + """
 import os, signal
 from pathlib import Path
-from durably._actor_store import ActorStore
+from durably.actors._store import ActorStore
 
 counts = {counts!r}
 

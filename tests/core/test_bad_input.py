@@ -61,6 +61,18 @@ def test_scheme_that_no_package_serves_lists_the_available_ones() -> None:
         workflow.init(storage="nosuch://x", executor="local")
 
 
+def test_an_unknown_scheme_can_be_caught_on_its_own() -> None:
+    with pytest.raises(workflow.UnknownStorageSchemeError) as raised:
+        workflow.init(storage="nosuch://x", executor="local")
+    assert isinstance(raised.value, ValueError) and raised.value.scheme == "nosuch"
+
+
+def test_storage_and_workflow_errors_share_one_root() -> None:
+    from durably import DurablyError, StorageError
+
+    assert issubclass(StorageError, DurablyError) and issubclass(workflow.WorkflowError, DurablyError)
+
+
 def test_unknown_executor_is_rejected_with_the_known_ones(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match=r"unknown durably executor 'threads'.*local.*ray"):
         workflow.init(storage=str(tmp_path), executor="threads")
@@ -72,7 +84,7 @@ def test_metadata_must_be_json(wf: Any) -> None:
 
 
 def test_running_something_that_is_not_a_step_future(wf: Any) -> None:
-    from durably._api import run
+    from durably._launch import run
 
     with pytest.raises(TypeError, match="step future"):
         run(lambda: 1)  # type: ignore[arg-type]

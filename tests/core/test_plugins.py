@@ -222,3 +222,44 @@ def test_plugins_command_lists_plugins_with_distribution_version_and_what_they_p
     assert "storage: goodmem" in output
     assert "FAILED" in output and "broken on purpose" in output
     assert "storage: file, memory" in output
+
+
+class ThreadsExecutor:
+    """A third-party executor: local threads under another name (what it can do is an attribute)."""
+
+    def __init__(self) -> None:
+        from durably.executors._local import LocalExecutor
+
+        self._inner = LocalExecutor()
+        self.name = "threads"
+        self.has_cluster_host = False
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._inner, attribute)
+
+
+class ThreadsPlugin:
+    @durably.hookimpl
+    def durably_executors(self) -> dict[str, Any]:
+        return {"threads": ThreadsExecutor}
+
+
+@workflow.virtual_actor
+class Tally:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def test_a_plugin_executor_is_used_by_what_it_declares_not_by_its_name(
+    fresh_registry: None, tmp_path: Path
+) -> None:
+    register_plugin(ThreadsPlugin(), name="threads")
+    workflow.init(storage=str(tmp_path / "store"), executor="threads")
+    assert fails_once.step(str(tmp_path / "marker")).run(workflow_id="on-threads") == "second"
+    tally = Tally.get_or_create("tally")
+    assert tally.add.run() == 1
+    assert tally.add.run_async().result() == 2  # no cluster host: a Future, not a ray.ObjectRef

@@ -71,8 +71,9 @@ def test_submitting_beyond_the_pending_limit_raises(limited: Any, tmp_path: Path
     handles = [
         wait_for_gate.step(gate, log, f"q{index}").run_async(workflow_id=f"q{index}") for index in range(5)
     ]
-    with pytest.raises(limited.WorkflowError, match="max_pending_workflows"):
+    with pytest.raises(limited.WorkflowQueueFullError, match="max_pending_workflows") as raised:
         wait_for_gate.step(gate, log, "q5").run_async(workflow_id="q5")
+    assert isinstance(raised.value, limited.WorkflowError)
     Path(gate).touch()
     assert len([_result(handle) for handle in handles]) == 5
 

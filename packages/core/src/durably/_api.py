@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from durably._driver import stored_result
-from durably._errors import (
-    WorkflowCancellationError,
-    WorkflowError,
-    WorkflowExecutionError,
-    WorkflowNotFoundError,
-    WorkflowRunningError,
-)
-from durably._graph import flatten
+from durably import _config
+from durably._errors import WorkflowError, WorkflowNotFoundError, WorkflowRunningError
 from durably._hosts import EngineHost, RayEngineHost
-from durably._ids import generate_workflow_id, validate_workflow_id
+from durably._inspect import (
+    existing_store,
+    find_step,
+    output_of,
+    status_of,
+    step_name,
+    workflow_store,
+)
 from durably._lease import lease_is_live
-from durably._resolve import normalize_storage_url, open_storage
+from durably._resolve import normalize_storage_url, open_executor, open_storage
 from durably._status import WorkflowStatus
-from durably._step import Workflow
 from durably._store import WorkflowStore, list_workflow_ids
+from durably.actors import delete_actor_if_exists
 from durably.storage import KeyNotFound, Storage
 
 DEFAULT_STORAGE_ENV = "DURABLY_STORAGE"
 DEFAULT_STORAGE = os.path.join("~", ".durably", "storage")
-EXECUTORS_WITH_RAY = {"ray"}
 #: The address a Ray node started by durably listens on (e.g. a loopback address such as 127.0.0.2).
 RAY_NODE_IP_ENV = "DURABLY_RAY_NODE_IP"
-
-
-@dataclass
-class _Config:
-    storage_url: str
-    executor: str
-    host: Any
-
-
-_config: _Config | None = None
-_config_lock = threading.Lock()
 
 
 def init(
@@ -73,17 +58,30 @@ def init(
             or value < (1 if name == "max_running_workflows" else 0)
         ):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
-    global _config
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
     )
-    if executor in EXECUTORS_WITH_RAY:
+    chosen = open_executor(executor)
+    if chosen.has_cluster_host:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
-    host: Any = RayEngineHost() if executor in EXECUTORS_WITH_RAY else EngineHost(executor)
+    # An executor with a cluster-wide host runs engines in the cluster's detached engine actor
+    # (which opens its own executor there); otherwise engines run in threads of this process.
+    host: Any = RayEngineHost(executor) if chosen.has_cluster_host else EngineHost(chosen)
     host.configure(max_running_workflows, max_pending_workflows)
-    with _config_lock:
-        _config = _Config(storage_url=url, executor=executor, host=host)
+    _config.install(
+        _config.Config(
+            storage_url=url,
+            executor=executor,
+            has_cluster_host=chosen.has_cluster_host,
+            max_running_workflows=max_running_workflows,
+            max_pending_workflows=max_pending_workflows,
+            host=host,
+        )
+    )
+
+
+_config.set_initializer(init)
 
 
 def _ensure_ray(address: str | None) -> None:
@@ -118,81 +116,22 @@ def _recorded_cluster_answers() -> bool:
         return False
 
 
-def config() -> _Config:
-    """The current configuration, initialising with the defaults on first use."""
-    if _config is None:
-        init()
-    assert _config is not None
-    return _config
-
-
 def storage() -> Storage:
-    return open_storage(config().storage_url)
-
-
-def _store(workflow_id: str) -> WorkflowStore:
-    return WorkflowStore(storage(), validate_workflow_id(workflow_id))
-
-
-def _existing_store(workflow_id: str) -> WorkflowStore:
-    store = _store(workflow_id)
-    if not store.exists():
-        raise WorkflowNotFoundError(workflow_id)
-    return store
-
-
-def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise ValueError(f"workflow metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"workflow metadata must be JSON-serialisable: {exc}") from None
-    return metadata
-
-
-# -- running ----------------------------------------------------------------------------------
-def _prepare(
-    node: Workflow[Any], workflow_id: str | None, metadata: dict[str, Any] | None
-) -> tuple[str, Any]:
-    if not isinstance(node, Workflow):
-        raise TypeError(f"run() takes a step future (the result of f.step(...)), got {type(node).__name__}")
-    workflow_id = generate_workflow_id() if workflow_id is None else validate_workflow_id(workflow_id)
-    graph = flatten(node)
-    store = _store(workflow_id)
-    created = store.create(graph, _check_metadata(metadata))
-    return workflow_id, graph if created else None
-
-
-def run(node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
-    """Run the workflow ending at ``node`` and return its output (the stored one if it finished before)."""
-    cfg = config()
-    workflow_id, graph = _prepare(node, workflow_id, metadata)
-    return cfg.host.run(cfg.storage_url, workflow_id, graph)
-
-
-def run_async(
-    node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None
-) -> Any:
-    """Start the workflow and return a ray.ObjectRef of its output (a Future with the local executor)."""
-    cfg = config()
-    workflow_id, graph = _prepare(node, workflow_id, metadata)
-    return cfg.host.run_async(cfg.storage_url, workflow_id, graph)
+    """The Storage workflows of this process are kept in."""
+    return open_storage(_config.current().storage_url)
 
 
 def resume(workflow_id: str) -> Any:
     """Continue a workflow from its checkpoints and return its output; finished steps do not run again."""
-    cfg = config()
-    _existing_store(workflow_id)
+    cfg = _config.current()
+    existing_store(workflow_id)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
 def resume_async(workflow_id: str) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
-    cfg = config()
-    _existing_store(workflow_id)
+    cfg = _config.current()
+    existing_store(workflow_id)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 
@@ -211,42 +150,9 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
 
 
 # -- inspecting -------------------------------------------------------------------------------
-def _status_of(store: WorkflowStore) -> WorkflowStatus:
-    try:
-        record, _ = store.load_status()
-    except KeyNotFound:
-        if not store.exists():
-            raise WorkflowNotFoundError(store.workflow_id) from None
-        return (
-            WorkflowStatus.RESUMABLE
-            if not lease_is_live(store.storage, store.key("lease"))
-            else WorkflowStatus.RUNNING
-        )
-    status = WorkflowStatus(record["status"])
-    if status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.key("lease")):
-        return WorkflowStatus.RESUMABLE
-    return status
-
-
 def get_status(workflow_id: str) -> WorkflowStatus:
     """The workflow's status; RESUMABLE when it was running but nobody drives it any more."""
-    return _status_of(_existing_store(workflow_id))
-
-
-def _failure_of(store: WorkflowStore) -> BaseException:
-    record, error = store.load_status()
-    if isinstance(error, BaseException):
-        return error
-    return WorkflowExecutionError(
-        store.workflow_id, record.get("failed_step"), record.get("error", "unknown error")
-    )
-
-
-def _step_name(name: str | None, task_id: str | None) -> str | None:
-    """``task_id`` is Ray 2.x's word for a step's name."""
-    if task_id is not None and name is not None and task_id != name:
-        raise ValueError(f"name={name!r} and task_id={task_id!r} disagree; give one of them")
-    return name if task_id is None else task_id
+    return status_of(existing_store(workflow_id))
 
 
 def get_output(
@@ -256,72 +162,15 @@ def get_output(
 
     ``task_id`` is an alias of ``name``, as Ray 2.x called it.
     """
-    return _output_of(_existing_store(workflow_id), _step_name(name, task_id), timeout)
-
-
-def _output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> Any:
-    workflow_id = store.workflow_id
-    if name is not None:
-        return _step_output(store, name)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        finished, value = stored_result(store)
-        if finished:
-            return value
-        status = _status_of(store)
-        if status == WorkflowStatus.FAILED:
-            raise _failure_of(store)
-        if status == WorkflowStatus.CANCELED:
-            raise WorkflowCancellationError(workflow_id)
-        if status == WorkflowStatus.RESUMABLE:
-            raise WorkflowError(
-                f"workflow {workflow_id!r} is not finished and nothing is running it; "
-                f"call workflow.resume({workflow_id!r}) to continue it"
-            )
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
-        time.sleep(delay)
-        delay = min(1.0, delay * 1.5)
-
-
-def _find_step(store: WorkflowStore, name: str) -> str:
-    finished_values, finished_continuations = store.finished_steps()
-    if name in finished_values or name in finished_continuations:
-        return name
-    step_id = store.step_id_for_name(name)
-    if step_id is not None:
-        return step_id
-    graph = store.load_graph()
-    if any(spec.step_id == name for spec in graph.steps):
-        raise WorkflowError(f"step {name!r} of workflow {store.workflow_id!r} has not finished yet")
-    raise WorkflowNotFoundError(store.workflow_id, f"it has no step named {name!r}")
-
-
-def _step_output(store: WorkflowStore, name: str) -> Any:
-    step_id = _find_step(store, name)
-    for _ in range(1_000_000):
-        try:
-            return store.load_step_output(step_id)
-        except KeyNotFound:
-            pass
-        try:
-            step_id = store.load_continuation(step_id).output
-        except KeyNotFound:
-            raise WorkflowError(
-                f"step {name!r} of workflow {store.workflow_id!r} has not finished yet"
-            ) from None
-    raise WorkflowError(
-        f"step {name!r} of workflow {store.workflow_id!r} has a continuation chain too long to follow"
-    )
+    return output_of(existing_store(workflow_id), step_name(name, task_id), timeout)
 
 
 def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | None = None) -> dict[str, Any]:
     """User metadata and timing: of the workflow, or of one of its steps (``name``, or Ray's ``task_id``)."""
-    store = _existing_store(workflow_id)
-    name = _step_name(name, task_id)
+    store = existing_store(workflow_id)
+    name = step_name(name, task_id)
     if name is not None:
-        step_id = _find_step(store, name)
+        step_id = find_step(store, name)
         meta = store.load_step_meta(step_id)
         return {
             "workflow_id": workflow_id,
@@ -341,7 +190,7 @@ def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | No
         stats["end_time"] = status_record["ended_at"]
     return {
         "workflow_id": workflow_id,
-        "status": _status_of(store).value,
+        "status": status_of(store).value,
         "user_metadata": meta.get("user_metadata", {}),
         "stats": stats,
     }
@@ -363,7 +212,7 @@ def list_all(
     found = []
     for workflow_id in list_workflow_ids(storage()):
         try:
-            status = _status_of(WorkflowStore(storage(), workflow_id))
+            status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:
             continue  # deleted while we listed
         if wanted is None or status in wanted:
@@ -374,9 +223,9 @@ def list_all(
 # -- changing ---------------------------------------------------------------------------------
 def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     """Cancel the workflow: running steps are stopped, its status becomes CANCELED."""
-    cfg = config()
-    store = _existing_store(workflow_id)
-    status = _status_of(store)
+    cfg = _config.current()
+    store = existing_store(workflow_id)
+    status = status_of(store)
     if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
         return
     store.request_cancel()
@@ -387,7 +236,7 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     cfg.host.cancel(cfg.storage_url, workflow_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _status_of(store) != WorkflowStatus.RUNNING:
+        if status_of(store) != WorkflowStatus.RUNNING:
             return
         time.sleep(0.05)
     raise WorkflowError(f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled")
@@ -395,13 +244,11 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
 
 def delete(workflow_id: str) -> None:
     """Remove a stopped workflow and its keys; if no workflow has the id, the virtual actor that has it."""
-    store = _store(workflow_id)
+    store = workflow_store(workflow_id)
     if not store.exists():
-        from durably._actors import delete_actor_if_exists
-
         if delete_actor_if_exists(workflow_id):
             return
         raise WorkflowNotFoundError(workflow_id)
-    if lease_is_live(store.storage, store.key("lease")):
+    if lease_is_live(store.storage, store.lease_key):
         raise WorkflowRunningError(workflow_id, "cancel it before deleting it")
     store.delete()

@@ -2,12 +2,17 @@
 
 A record is ``MAGIC | version | kind | meta length | payload length | crc32 | meta | payload``.
 ``meta`` is JSON (cheap to read without unpickling the payload), ``payload`` is cloudpickle.
+``kind`` is a :class:`RecordKind`, the one list of what durably stores. A payload pickled with
+out-of-band buffers (protocol 5: numpy arrays, bytearrays) is *framed*:
+``main length | buffer count | main pickle | (buffer length | buffer)*``, so a large buffer is
+copied once, into the record, never into an intermediate pickle.
 A truncated or altered record raises :class:`CheckpointCorruptedError` naming its key, never
 a silent wrong value.
 """
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import pickle
@@ -22,6 +27,32 @@ from durably._errors import CheckpointCorruptedError
 MAGIC = b"DRBL"
 VERSION = 1
 _HEADER = struct.Struct(">4sBBIQI")
+_FRAME = struct.Struct(">QI")
+_BUFFER_LENGTH = struct.Struct(">Q")
+
+
+@enum.unique
+class RecordKind(enum.IntEnum):
+    """What a record holds; a reader checks it, so a record under the wrong key is refused.
+
+    ``unique``: two kinds can never share a number again (``EVENT`` and objects once did).
+    """
+
+    META = 1
+    GRAPH = 2
+    STATUS = 3
+    STEP = 4
+    CONTINUATION = 5
+    POINTER = 6
+    FUNCTION = 7
+    EVENT = 8
+    MESSAGE = 9
+    #: The value of a Ray ObjectRef. Versions before this one wrote 8 (EVENT's number) here;
+    #: objects are read without checking their kind (their key says what they are), so those
+    #: records still load.
+    OBJECT = 10
+    ACTOR_CLASS = 20
+    ACTOR_CALL = 21
 
 
 def encode_record(kind: int, meta: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -86,8 +117,8 @@ def pickle_error_hint(value: Any) -> str:
 class PersistentPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """A cloudpickle Pickler that lets a callback replace selected objects by persistent ids."""
 
-    def __init__(self, file: io.BytesIO, persistent: Any) -> None:
-        super().__init__(file, protocol=5)
+    def __init__(self, file: io.BytesIO, persistent: Any, buffer_callback: Any = None) -> None:
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
         self._persistent = persistent
 
     def persistent_id(self, obj: Any) -> Any:
@@ -101,15 +132,58 @@ def dumps_with(value: Any, persistent: Any) -> bytes:
     return buffer.getvalue()
 
 
+def dumps_framed(value: Any, persistent: Any = None) -> tuple[list[bytes | memoryview], int]:
+    """Pickle ``value`` with out-of-band buffers: (payload pieces, number of buffers).
+
+    With no buffer the one piece is the plain pickle (what :func:`dumps_with` writes); else the
+    pieces are a framed payload whose buffers are views of the value's own memory, not copies.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    file = io.BytesIO()
+    pickler = PersistentPickler(file, persistent or (lambda obj: None), buffers.append)
+    pickler.dump(value)
+    main = file.getbuffer()
+    if not buffers:
+        return [main], 0
+    views = [memoryview(buffer).cast("B") for buffer in buffers]
+    return frame(main, views), len(views)
+
+
+def frame(main: bytes | memoryview, views: list[memoryview]) -> list[bytes | memoryview]:
+    """The pieces of a framed payload: a main pickle and its out-of-band buffers (not copied)."""
+    parts: list[bytes | memoryview] = [_FRAME.pack(len(main), len(views)), main]
+    for view in views:
+        parts += [_BUFFER_LENGTH.pack(len(view)), view]
+    return parts
+
+
+def unframe(payload: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """Split a framed payload into (main pickle, out-of-band buffers), without copying."""
+    main_length, count = _FRAME.unpack_from(payload, 0)
+    offset = _FRAME.size
+    main = payload[offset : offset + main_length]
+    offset += main_length
+    buffers = []
+    for _ in range(count):
+        (length,) = _BUFFER_LENGTH.unpack_from(payload, offset)
+        offset += _BUFFER_LENGTH.size
+        buffers.append(payload[offset : offset + length])
+        offset += length
+    return main, buffers
+
+
 class _PersistentUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, resolve: Any) -> None:
-        super().__init__(file)
+    def __init__(self, file: io.BytesIO, resolve: Any, buffers: Any = None) -> None:
+        super().__init__(file, buffers=buffers)
         self._resolve = resolve
 
     def persistent_load(self, pid: Any) -> Any:
         return self._resolve(pid)
 
 
-def loads_with(data: bytes | memoryview, resolve: Any) -> Any:
-    """Unpickle what :func:`dumps_with` wrote; ``resolve(pid)`` returns the object for each persistent id."""
-    return _PersistentUnpickler(io.BytesIO(data), resolve).load()
+def loads_with(data: bytes | memoryview, resolve: Any, buffers: Any = None) -> Any:
+    """Unpickle what :func:`dumps_with` wrote; ``resolve(pid)`` returns the object for each persistent id.
+
+    ``buffers`` are the out-of-band buffers of a framed payload (see :func:`unframe`).
+    """
+    return _PersistentUnpickler(io.BytesIO(data), resolve, buffers).load()

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from durably._engine import Cancelled, LeaseLost, StepFailed, WorkflowEngine
+from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
 from durably._errors import (
     WorkflowCancellationError,
     WorkflowExecutionError,
@@ -14,21 +14,13 @@ from durably._errors import (
     WorkflowRunningError,
 )
 from durably._graph import Graph
+from durably._inspect import stored_result
 from durably._lease import Lease
 from durably._plugins import hook
-from durably._resolve import open_storage
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore
+from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
 from durably.storage import KeyNotFound
-
-
-def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
-    """(True, output) when the workflow already finished successfully, else (False, None)."""
-    step_id = store.result_step_id()
-    if step_id is None:
-        return False, None
-    return True, store.load_step_output(step_id)
 
 
 def check_resumable(store: WorkflowStore) -> None:
@@ -51,12 +43,12 @@ def drive(
     cancel_event: threading.Event | None = None,
 ) -> Any:
     """Run (or resume) the workflow to its end and return its output; stores every status change."""
-    store = WorkflowStore(open_storage(storage_url), workflow_id)
+    store = open_workflow_store(storage_url, workflow_id)
     finished, value = stored_result(store)
     if finished:
         return value
     check_resumable(store)
-    lease = Lease(store.storage, store.key("lease"), workflow_id)
+    lease = Lease(store.storage, store.lease_key, workflow_id)
     lease.acquire()
     try:
         finished, value = stored_result(store)  # it may have finished while we took the lease
@@ -71,7 +63,7 @@ def drive(
         engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
         try:
             output_step, value = engine.run()
-        except StepFailed as failure:
+        except UncaughtStepFailure as failure:
             error = WorkflowExecutionError(workflow_id, failure.step_id, failure.error)
             error.__cause__ = failure.error
             _finish(store, WorkflowStatus.FAILED, started, error, failure.step_id)

@@ -17,13 +17,8 @@ import time
 from typing import Any
 
 from durably._graph import Graph, StepSpec
-from durably._runner import (
-    INFO_CONTINUATION,
-    INFO_DONE,
-    INFO_UNRESOLVED_INPUT,
-    StepFailure,
-    StepTask,
-)
+from durably._protocol import DONE as OUTCOME_DONE
+from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
 from durably._store import StoredOutput, WorkflowStore
 from durably.executors import Executor
 
@@ -48,8 +43,11 @@ class _Node:
         self.consumers_left = 0
 
 
-class StepFailed(Exception):
-    """Raised inside the engine when a step fails and nothing catches it."""
+class UncaughtStepFailure(Exception):
+    """Raised inside the engine when a step fails and no enclosing ``catch_exceptions`` step catches it.
+
+    Not to be confused with :class:`StepFailure`, what a worker raises when a step fails.
+    """
 
     def __init__(self, step_id: str, error: BaseException) -> None:
         super().__init__(step_id, error)
@@ -246,23 +244,22 @@ class WorkflowEngine:
         step_id = self.inflight.pop(info)
         node = self.nodes[step_id]
         try:
-            details = self.executor.result(info)
+            outcome = self.executor.result(info)
         except BaseException as error:
             self._on_failure(step_id, self.executor.error_of(error))
             return
-        kind = details[0]
-        if kind == INFO_DONE:
+        if outcome is OUTCOME_DONE:
             self._release_inputs(node)
             self._mark_done(node, node.value)
-        elif kind == INFO_CONTINUATION:
-            self._forward(node, details[1])
+        elif isinstance(outcome, Continuation):
+            self._forward(node, outcome.graph)
             self.demand(step_id)
-        elif kind == INFO_UNRESOLVED_INPUT:
+        elif outcome is UNRESOLVED_INPUT:
             node.state = NEW
             node.value = None
             self.demand(step_id)
-        else:  # pragma: no cover - the runner only sends the kinds above
-            raise AssertionError(f"unknown step info {kind!r}")
+        else:  # pragma: no cover - the runner only sends the outcomes above
+            raise AssertionError(f"unknown step outcome {outcome!r}")
 
     def _release_inputs(self, node: _Node) -> None:
         """Drop handles to outputs nobody will consume again, so memory stays bounded."""
@@ -284,7 +281,7 @@ class WorkflowEngine:
             failed_step, cause = step_id, error
         owner = self._catching_owner(step_id)
         if owner is None:
-            raise StepFailed(failed_step, cause)
+            raise UncaughtStepFailure(failed_step, cause)
         self._resolve_catcher(owner, value=None, error=cause)
 
     def _catching_owner(self, step_id: str) -> str | None:

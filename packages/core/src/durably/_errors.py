@@ -6,7 +6,11 @@ import pickle
 from typing import Any
 
 
-class WorkflowError(Exception):
+class DurablyError(Exception):
+    """Root of every exception durably raises on purpose (workflow errors, storage errors, ...)."""
+
+
+class WorkflowError(DurablyError):
     """Base class of every durably workflow error."""
 
     _init_args: tuple[Any, ...] = ()
@@ -98,3 +102,50 @@ class CheckpointCorruptedError(WorkflowError):
             f"checkpoint {key!r} is corrupted ({reason}); durably will not use it. "
             "Restore it from a backup, or delete the workflow and run it again."
         )
+
+
+class WorkflowQueueFullError(WorkflowError):
+    """A workflow was submitted while ``max_pending_workflows`` workflows were already waiting."""
+
+    def __init__(self, workflow_id: str, max_running: int, max_pending: int) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"cannot submit workflow {workflow_id!r}: {max_running} workflows are running "
+            f"and {max_pending} are pending (max_pending_workflows); wait for some to finish, or "
+            "raise max_running_workflows / max_pending_workflows in workflow.init()"
+        )
+
+
+class UnknownStorageSchemeError(DurablyError, ValueError):
+    """No installed storage backend serves the scheme of a storage URL."""
+
+    def __init__(self, url: str, scheme: str, hint: str, known: str) -> None:
+        self.url = url
+        self.scheme = scheme
+        super().__init__(
+            f"no durably storage backend serves the {scheme!r} scheme of {url!r}: {hint}. "
+            f"Schemes available now: {known}."
+        )
+
+
+class ActorNotFoundError(WorkflowNotFoundError):
+    """No virtual actor with that id exists in the configured storage."""
+
+    def __init__(self, actor_id: str) -> None:
+        super().__init__(actor_id)
+        self.actor_id = actor_id
+        self.args = (f"no virtual actor with id {actor_id!r} in this storage",)
+
+
+class ActorMethodError(WorkflowExecutionError):
+    """A virtual actor's method raised; the actor's state is unchanged and ``__cause__`` is the error."""
+
+    def __init__(self, actor_id: str, method: str, cause: BaseException | str) -> None:
+        super().__init__(actor_id, method, cause)
+        self.actor_id = actor_id
+        self.method = method
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        self.args = (f"method {method!r} of virtual actor {actor_id!r} failed: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 from durably._driver import drive
-from durably._errors import WorkflowError
+from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
-from durably._resolve import open_executor, open_storage
+from durably._resolve import open_executor
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore
+from durably._store import open_workflow_store
+from durably.executors import Executor
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
@@ -45,21 +46,17 @@ class Admission:
     def reserve(self, storage_url: str, workflow_id: str) -> int:
         """Take a ticket; refuse when the queue is full; mark the workflow PENDING if it must wait."""
         with self._turns:
-            must_wait = self.max_running is not None and (self.running + self.waiting) >= self.max_running
-            if must_wait and self.max_pending is not None:
-                queued = self.running + self.waiting - self.max_running  # type: ignore[operator]
-                if queued >= self.max_pending:
-                    raise WorkflowError(
-                        f"cannot submit workflow {workflow_id!r}: {self.max_running} workflows are running "
-                        f"and {self.max_pending} are pending (max_pending_workflows); wait for some to "
-                        "finish, or "
-                        "raise max_running_workflows / max_pending_workflows in workflow.init()"
-                    )
+            max_running, max_pending = self.max_running, self.max_pending
+            must_wait = max_running is not None and (self.running + self.waiting) >= max_running
+            if max_running is not None and must_wait and max_pending is not None:
+                queued = self.running + self.waiting - max_running
+                if queued >= max_pending:
+                    raise WorkflowQueueFullError(workflow_id, max_running, max_pending)
             self.waiting += 1
             ticket = self._next_ticket
             self._next_ticket += 1
         if must_wait:
-            store = WorkflowStore(open_storage(storage_url), workflow_id)
+            store = open_workflow_store(storage_url, workflow_id)
             if store.result_step_id() is None:
                 store.save_status(WorkflowStatus.PENDING, queued_at=time.time())
         return ticket
@@ -85,8 +82,8 @@ class Admission:
 class EngineHost:
     """Runs workflow engines in threads of the current process, one per running workflow."""
 
-    def __init__(self, executor_name: str) -> None:
-        self.executor = open_executor(executor_name)
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
         self.admission = Admission()
         self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
@@ -164,8 +161,8 @@ class EngineActor:
     """The body of the cluster's engine actor: an asyncio actor, so callers waiting for results
     hold no thread; each running workflow's engine has a thread of the host's pool."""
 
-    def __init__(self) -> None:
-        self.host = EngineHost("ray")
+    def __init__(self, executor_name: str) -> None:
+        self.host = EngineHost(open_executor(executor_name))
 
     def ping(self) -> bool:
         return True
@@ -184,9 +181,12 @@ class EngineActor:
 
 
 class RayEngineHost:
-    """A handle on the cluster's detached engine actor (created on first use)."""
+    """A handle on the cluster's detached engine actor (created on first use).
 
-    def __init__(self) -> None:
+    For executors with ``has_cluster_host``; the actor runs engines with the executor ``executor_name``.
+    """
+
+    def __init__(self, executor_name: str) -> None:
         import ray
 
         # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
@@ -198,7 +198,7 @@ class RayEngineHost:
             lifetime="detached",
             get_if_exists=True,
             max_restarts=-1,
-        ).remote()
+        ).remote(executor_name)
 
     def _wait_until_available(self, timeout: float = 120.0) -> None:
         """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""

@@ -18,10 +18,12 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from durably import _api
+from durably import _config, _launch
+from durably._inspect import existing_store, output_of, step_name
 from durably._options import build_options
 from durably._runner import INSIDE_STEP
 from durably._step import PickledFunction, StepFunction, Workflow
+from durably._store import open_workflow_store
 
 if TYPE_CHECKING:
     import ray
@@ -400,7 +402,7 @@ def run(
     ``dag`` is a Ray DAG (``f.bind(...)``; ``args``/``kwargs`` fill its ``InputNode``) or a
     durably step future. If a workflow with this id exists, it is resumed instead.
     """
-    return _api.run(as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata)
+    return _launch.run(as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata)
 
 
 def run_async(
@@ -411,7 +413,9 @@ def run_async(
     **kwargs: Any,
 ) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
     """Start a workflow; returns a ``ray.ObjectRef`` of its output (a Future with the local executor)."""
-    handle: Any = _api.run_async(as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata)
+    handle: Any = _launch.run_async(
+        as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata
+    )
     return handle  # type: ignore[no-any-return]
 
 
@@ -441,10 +445,7 @@ _remote_output_reader: Any = None
 
 
 def _read_output(storage_url: str, workflow_id: str, name: str | None) -> Any:
-    from durably._resolve import open_storage
-    from durably._store import WorkflowStore
-
-    return _api._output_of(WorkflowStore(open_storage(storage_url), workflow_id), name, None)
+    return output_of(open_workflow_store(storage_url, workflow_id), name, None)
 
 
 def get_output_async(
@@ -452,16 +453,16 @@ def get_output_async(
 ) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
     """Like ``get_output``, without waiting: a ``ray.ObjectRef`` (a Future with the local executor)."""
     global _output_threads, _remote_output_reader
-    cfg = _api.config()
-    _api._existing_store(workflow_id)  # an unknown id fails here, not in the handle
-    step_name = _api._step_name(name, task_id)
-    if cfg.executor in _api.EXECUTORS_WITH_RAY:
+    cfg = _config.current()
+    existing_store(workflow_id)  # an unknown id fails here, not in the handle
+    wanted = step_name(name, task_id)
+    if cfg.has_cluster_host:  # read in the cluster, so the handle is a ray.ObjectRef
         import ray
 
         if _remote_output_reader is None:
             _remote_output_reader = ray.remote(num_cpus=0, max_retries=0)(_read_output)
-        handle: Any = _remote_output_reader.remote(cfg.storage_url, workflow_id, step_name)
+        handle: Any = _remote_output_reader.remote(cfg.storage_url, workflow_id, wanted)
         return handle  # type: ignore[no-any-return]
     if _output_threads is None:
         _output_threads = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="durably-output")
-    return _output_threads.submit(_read_output, cfg.storage_url, workflow_id, step_name)
+    return _output_threads.submit(_read_output, cfg.storage_url, workflow_id, wanted)

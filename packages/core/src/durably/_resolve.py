@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from durably._errors import UnknownStorageSchemeError
 from durably._plugins import KNOWN_SCHEME_PACKAGES, get_registry
 
 if TYPE_CHECKING:
@@ -62,10 +63,7 @@ def _build_storage(url: str) -> Storage:
             else "install a durably plugin that provides it"
         )
         known = ", ".join(sorted(backends)) or "none"
-        raise ValueError(
-            f"no durably storage backend serves the {scheme!r} scheme of {url!r}: {hint}. "
-            f"Schemes available now: {known}."
-        )
+        raise UnknownStorageSchemeError(url, scheme, hint, known)
     return factory(url)
 
 

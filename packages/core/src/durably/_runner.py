@@ -1,61 +1,40 @@
-"""The code that runs inside a worker: load inputs, call the step, checkpoint the result."""
+"""The code that runs inside a worker: load inputs, call the step, checkpoint the result.
+
+The protocol it speaks (task, outcome, failure) is in ``_protocol``.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from durably import _codec
 from durably._graph import StepSpec, flatten
 from durably._plugins import hook
-from durably._resolve import open_storage
+from durably._protocol import (
+    DONE,
+    UNRESOLVED,
+    UNRESOLVED_INPUT,
+    Continuation,
+    StepFailure,
+    StepOutcome,
+    StepTask,
+)
 from durably._step import Workflow
-from durably._store import StoredOutput, WorkflowStore
-
-#: What a step's value slot holds when the step produced no value (yet): a continuation, or an
-#: input that was itself unresolved. Consumers that receive it return it again, unrun.
-UNRESOLVED = "__durably_unresolved__"
+from durably._store import StoredOutput, WorkflowStore, open_workflow_store
 
 #: True while a step's function runs (``workflow.continuation`` then returns a continuation).
 INSIDE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_inside_step", default=False)
-
-INFO_DONE = "done"
-INFO_CONTINUATION = "continuation"
-INFO_UNRESOLVED_INPUT = "unresolved-input"
-
-
-@dataclass(frozen=True)
-class StepTask:
-    """Everything a worker needs to run one step."""
-
-    storage_url: str
-    workflow_id: str
-    spec: StepSpec
-    dynamic: bool = False
-
-
-class StepFailure(Exception):
-    """A step failed for good; carries the workflow, the step and the step's own exception."""
-
-    def __init__(self, workflow_id: str, step_id: str, error: BaseException) -> None:
-        super().__init__(workflow_id, step_id, error)
-        self.workflow_id = workflow_id
-        self.step_id = step_id
-        self.error = error
-
-    def __str__(self) -> str:
-        reason = f"{type(self.error).__name__}: {self.error}"
-        return f"step {self.step_id!r} of workflow {self.workflow_id!r} failed: {reason}"
 
 
 _functions: dict[str, Any] = {}
 _functions_lock = threading.Lock()
 
 
-def _load_function(store: WorkflowStore, func_key: str) -> Any:
+def load_function(store: WorkflowStore, func_key: str) -> Any:
+    """The step function (or event listener class) stored under ``func_key``, unpickled once per process."""
     func = _functions.get(func_key)
     if func is None:
         func = store.load_function(func_key)
@@ -64,10 +43,11 @@ def _load_function(store: WorkflowStore, func_key: str) -> Any:
     return func
 
 
-def _resolve_inputs(store: WorkflowStore, inputs: tuple[Any, ...]) -> list[Any] | None:
+def resolve_inputs(store: WorkflowStore, inputs: tuple[Any, ...]) -> list[Any] | None:
+    """The input values (stored ones loaded), or None if an input is ``UNRESOLVED``."""
     values = []
     for value in inputs:
-        if isinstance(value, str) and value == UNRESOLVED:
+        if value is UNRESOLVED:
             return None
         if isinstance(value, StoredOutput):
             value = store.load_step_output(value.step_id)
@@ -129,18 +109,18 @@ def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) 
     return resolve
 
 
-def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
-    """Run one step; returns (value for consumers, info for the engine).
+def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
+    """Run one step; returns (value for consumers, outcome for the engine).
 
     The checkpoint is written here, before this returns, so no consumer can start before the
     output it consumes is durable.
     """
     spec = task.spec
-    store = WorkflowStore(open_storage(task.storage_url), task.workflow_id)
-    values = _resolve_inputs(store, inputs)
+    store = open_workflow_store(task.storage_url, task.workflow_id)
+    values = resolve_inputs(store, inputs)
     if values is None:
-        return UNRESOLVED, (INFO_UNRESOLVED_INPUT,)
-    func = _load_function(store, spec.func_key)
+        return UNRESOLVED, UNRESOLVED_INPUT
+    func = load_function(store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, _argument_resolver(store, spec, values))
     started = time.time()
     result, caught, attempts = _call_with_retries(task, func, args, kwargs)
@@ -148,11 +128,11 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
         store.save_continuation(spec.step_id, graph, meta)
-        return UNRESOLVED, (INFO_CONTINUATION, graph)
+        return UNRESOLVED, Continuation(graph)
     if spec.options.catch_exceptions:
         result = (None, caught) if caught is not None else (result, None)
     record_finished_step(store, task, result, meta, store_output=spec.options.checkpoint)
-    return result, (INFO_DONE,)
+    return result, DONE
 
 
 def step_metadata(spec: StepSpec, started: float, ended: float, attempts: int) -> dict[str, Any]:

@@ -178,17 +178,19 @@ class Workflow(Generic[R]):
 
     def run(self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> R:
         """Run the workflow that ends at this step to completion and return its value."""
-        from durably import _api
+        # The one upward import of the layering (pyproject.toml, import-linter): a convenience
+        # for workflow.run(self), from the model of a workflow up to where runs start.
+        from durably import _launch
 
-        return _api.run(self, workflow_id=workflow_id, metadata=metadata)  # type: ignore[no-any-return]
+        return _launch.run(self, workflow_id=workflow_id, metadata=metadata)  # type: ignore[no-any-return]
 
     def run_async(
         self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> ray.ObjectRef[R] | concurrent.futures.Future[R]:
         """Start the workflow; returns a ``ray.ObjectRef`` (a Future with the local executor)."""
-        from durably import _api
+        from durably import _launch
 
-        handle: ray.ObjectRef[R] | concurrent.futures.Future[R] = _api.run_async(
+        handle: ray.ObjectRef[R] | concurrent.futures.Future[R] = _launch.run_async(
             self, workflow_id=workflow_id, metadata=metadata
         )
         return handle

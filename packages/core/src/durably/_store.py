@@ -1,5 +1,9 @@
 """The workflow key layout on top of a Storage; the only module that knows the keys.
 
+Every workflow key is built here (``WorkflowStore.key``, ``object_key``, ``lease_key``); every
+value is a record of ``_codec`` whose kind is a ``RecordKind``. Other modules open a workflow's
+store with ``open_workflow_store(url, id)``.
+
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
 workflows/<id>/meta                         user metadata and creation time (created once)
@@ -7,12 +11,13 @@ workflows/<id>/graph                        the step table of the top-level grap
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
 workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
 workflows/<id>/status                       status, times, the error of a failed run
-workflows/<id>/steps/<step_id>              a finished step: output + its metadata
+workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
+                                            the output has out-of-band buffers: meta "buffers")
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
 workflows/<id>/names/<name>                 which step a dynamically created named step is
 workflows/<id>/result                       which step's output is the workflow's output
 workflows/<id>/tail                         a recent step on the output's continuation chain
-workflows/<id>/lease/<n>                    who drives the workflow now (see _lease.py)
+workflows/<id>/lease/<n>                    who drives the workflow now (lease_key; _lease.py numbers them)
 workflows/<id>/cancel                       a cancellation request
 workflows/<id>/events/<step_id>             an event a wait_for_event step received, before acknowledging it
 workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
@@ -30,20 +35,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from durably import _codec
+from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
 from durably._graph import Graph
-from durably._objects import OBJECT_ID, is_object_ref, restore_object_ref, save_object_ref
+from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
+from durably._resolve import open_storage
 from durably.storage import KeyNotFound, Storage
-
-KIND_META = 1
-KIND_GRAPH = 2
-KIND_STATUS = 3
-KIND_STEP = 4
-KIND_CONTINUATION = 5
-KIND_POINTER = 6
-KIND_FUNCTION = 7
-KIND_EVENT = 8
-KIND_MESSAGE = 9
 
 
 class StoredOutput:
@@ -73,6 +70,15 @@ class WorkflowStore:
     def key(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))
 
+    def object_key(self, content_hash: str) -> str:
+        """Where the value of a Ray ObjectRef with this content hash is kept (see ``_objects``)."""
+        return self.key("objects", content_hash)
+
+    @property
+    def lease_key(self) -> str:
+        """The prefix under which ``_lease.Lease`` keeps who drives the workflow now."""
+        return self.key("lease")
+
     # -- record helpers -----------------------------------------------------------------------
     def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
         data = self.storage.get(key)
@@ -83,8 +89,14 @@ class WorkflowStore:
 
     def _read_value(self, key: str, kind: int, resolve: Any = None) -> tuple[dict[str, Any], Any]:
         meta, payload = self._read(key, kind)
+        return meta, self._unpickle(key, payload, resolve)
+
+    @staticmethod
+    def _unpickle(key: str, payload: memoryview, resolve: Any = None, buffers: Any = None) -> Any:
         try:
-            return meta, (_codec.loads(payload) if resolve is None else _codec.loads_with(payload, resolve))
+            if resolve is None:
+                return _codec.loads(payload)
+            return _codec.loads_with(payload, resolve, buffers)
         except (ImportError, AttributeError) as exc:
             # The checksum matched, so the bytes are intact: the code they refer to is missing here.
             raise WorkflowError(
@@ -99,10 +111,12 @@ class WorkflowStore:
         """Store a new workflow; False when a graph is already stored under this id (nothing replaced)."""
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
-        graph_record = _codec.encode_record(KIND_GRAPH, {}, _codec.dumps(Graph(graph.steps, graph.output)))
+        graph_record = _codec.encode_record(
+            RecordKind.GRAPH, {}, _codec.dumps(Graph(graph.steps, graph.output))
+        )
         created = self.storage.put_if_absent(self.key("graph"), graph_record)
         meta = {"user_metadata": metadata, "created_at": time.time(), "output": graph.output}
-        self.storage.put_if_absent(self.key("meta"), _codec.encode_record(KIND_META, meta))
+        self.storage.put_if_absent(self.key("meta"), _codec.encode_record(RecordKind.META, meta))
         self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
         return created
 
@@ -111,14 +125,14 @@ class WorkflowStore:
 
     def load_meta(self) -> dict[str, Any]:
         try:
-            meta, _ = self._read(self.key("meta"), KIND_META)
+            meta, _ = self._read(self.key("meta"), RecordKind.META)
         except KeyNotFound:
             raise WorkflowNotFoundError(self.workflow_id) from None
         return meta
 
     def load_graph(self) -> Graph:
         try:
-            _, graph = self._read_value(self.key("graph"), KIND_GRAPH)
+            _, graph = self._read_value(self.key("graph"), RecordKind.GRAPH)
         except KeyNotFound:
             raise WorkflowNotFoundError(self.workflow_id) from None
         return graph  # type: ignore[no-any-return]
@@ -126,11 +140,11 @@ class WorkflowStore:
     def save_functions(self, functions: dict[str, bytes]) -> None:
         for func_key, data in functions.items():
             self.storage.put_if_absent(
-                self.key("functions", func_key), _codec.encode_record(KIND_FUNCTION, {}, data)
+                self.key("functions", func_key), _codec.encode_record(RecordKind.FUNCTION, {}, data)
             )
 
     def load_function(self, func_key: str) -> Any:
-        _, func = self._read_value(self.key("functions", func_key), KIND_FUNCTION)
+        _, func = self._read_value(self.key("functions", func_key), RecordKind.FUNCTION)
         return func
 
     # -- status -------------------------------------------------------------------------------
@@ -144,11 +158,11 @@ class WorkflowStore:
                 payload = _codec.dumps(error)
             except Exception:
                 payload = _codec.dumps(RuntimeError(meta["error"]))
-        self.storage.put(self.key("status"), _codec.encode_record(KIND_STATUS, meta, payload))
+        self.storage.put(self.key("status"), _codec.encode_record(RecordKind.STATUS, meta, payload))
 
     def load_status(self) -> tuple[dict[str, Any], BaseException | None]:
         """The status record and the stored error, if any; raises KeyNotFound when there is none."""
-        meta, payload = self._read(self.key("status"), KIND_STATUS)
+        meta, payload = self._read(self.key("status"), RecordKind.STATUS)
         error = _codec.loads(payload) if len(payload) else None
         return meta, error
 
@@ -164,12 +178,27 @@ class WorkflowStore:
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
         return restore_object_ref(self.storage.url, self.workflow_id, content_hash)
 
+    def load_object(self, content_hash: str) -> Any:
+        """The value of a Ray ObjectRef stored under its content hash."""
+        key = self.object_key(content_hash)
+        _, _, payload = _codec.decode_record(key, self.storage.get(key))
+        return decode_object(payload)
+
     def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> None:
-        payload = _codec.dumps_with(value, self._store_object_refs)
-        self.storage.put(self.key("steps", step_id), _codec.encode_record(KIND_STEP, meta, payload))
+        # Out-of-band buffers (numpy arrays...) go into the record as views: copied once, by the join.
+        parts, buffers = _codec.dumps_framed(value, self._store_object_refs)
+        if buffers:
+            meta = {**meta, "buffers": buffers}
+        record = _codec.encode_record_from_parts(RecordKind.STEP, meta, parts)
+        self.storage.put(self.key("steps", step_id), record)
 
     def load_step_output(self, step_id: str) -> Any:
-        return self._read_value(self.key("steps", step_id), KIND_STEP, self._restore_object_refs)[1]
+        key = self.key("steps", step_id)
+        meta, payload = self._read(key, RecordKind.STEP)
+        buffers = None
+        if meta.get("buffers"):
+            payload, buffers = _codec.unframe(payload)
+        return self._unpickle(key, payload, self._restore_object_refs, buffers)
 
     def save_argument_objects(self, graph: Graph) -> None:
         """Store the values of ObjectRef arguments, so the stored graph names them by content hash."""
@@ -182,7 +211,7 @@ class WorkflowStore:
         return restore_object_ref(self.storage.url, self.workflow_id, spec.object_hashes[index])
 
     def load_step_meta(self, step_id: str) -> dict[str, Any]:
-        for folder, kind in (("steps", KIND_STEP), ("continuations", KIND_CONTINUATION)):
+        for folder, kind in (("steps", RecordKind.STEP), ("continuations", RecordKind.CONTINUATION)):
             try:
                 return self._read(self.key(folder, step_id), kind)[0]
             except KeyNotFound:
@@ -194,11 +223,11 @@ class WorkflowStore:
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
         self.storage.put(
-            self.key("continuations", step_id), _codec.encode_record(KIND_CONTINUATION, meta, payload)
+            self.key("continuations", step_id), _codec.encode_record(RecordKind.CONTINUATION, meta, payload)
         )
 
     def load_continuation(self, step_id: str) -> Graph:
-        return self._read_value(self.key("continuations", step_id), KIND_CONTINUATION)[1]  # type: ignore[no-any-return]
+        return self._read_value(self.key("continuations", step_id), RecordKind.CONTINUATION)[1]  # type: ignore[no-any-return]
 
     def _listed_ids(self, folder: str) -> Iterator[str]:
         start = len(self.key(folder)) + 1
@@ -210,21 +239,23 @@ class WorkflowStore:
         return set(self._listed_ids("steps")), set(self._listed_ids("continuations"))
 
     def save_step_name(self, name: str, step_id: str) -> None:
-        self.storage.put(self.key("names", name), _codec.encode_record(KIND_POINTER, {"step_id": step_id}))
+        self.storage.put(
+            self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
+        )
 
     def step_id_for_name(self, name: str) -> str | None:
         try:
-            return str(self._read(self.key("names", name), KIND_POINTER)[0]["step_id"])
+            return str(self._read(self.key("names", name), RecordKind.POINTER)[0]["step_id"])
         except KeyNotFound:
             return None
 
     # -- result -------------------------------------------------------------------------------
     def save_result_pointer(self, step_id: str) -> None:
-        self.storage.put(self.key("result"), _codec.encode_record(KIND_POINTER, {"step_id": step_id}))
+        self.storage.put(self.key("result"), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))
 
     def result_step_id(self) -> str | None:
         try:
-            return str(self._read(self.key("result"), KIND_POINTER)[0]["step_id"])
+            return str(self._read(self.key("result"), RecordKind.POINTER)[0]["step_id"])
         except KeyNotFound:
             return None
 
@@ -232,11 +263,11 @@ class WorkflowStore:
     def save_tail(self, parent_step_id: str, step_id: str) -> None:
         """Remember a step on the output's continuation chain (and the step whose graph holds it)."""
         meta = {"parent": parent_step_id, "step_id": step_id}
-        self.storage.put(self.key("tail"), _codec.encode_record(KIND_POINTER, meta))
+        self.storage.put(self.key("tail"), _codec.encode_record(RecordKind.POINTER, meta))
 
     def load_tail(self) -> tuple[str, str] | None:
         try:
-            meta = self._read(self.key("tail"), KIND_POINTER)[0]
+            meta = self._read(self.key("tail"), RecordKind.POINTER)[0]
         except KeyNotFound:
             return None
         return str(meta["parent"]), str(meta["step_id"])
@@ -253,13 +284,13 @@ class WorkflowStore:
 
     # -- events -------------------------------------------------------------------------------
     def save_pending_event(self, step_id: str, event: Any) -> None:
-        record = _codec.encode_record(KIND_EVENT, {}, _codec.dumps(event))
+        record = _codec.encode_record(RecordKind.EVENT, {}, _codec.dumps(event))
         self.storage.put(self.key("events", step_id), record)
 
     def load_pending_event(self, step_id: str) -> tuple[bool, Any]:
         """(True, event) if the step received an event that may be unacknowledged, else (False, None)."""
         try:
-            return True, self._read_value(self.key("events", step_id), KIND_EVENT)[1]
+            return True, self._read_value(self.key("events", step_id), RecordKind.EVENT)[1]
         except KeyNotFound:
             return False, None
 
@@ -277,7 +308,7 @@ class WorkflowStore:
     def add_message(self, key: str, payload: Any) -> int:
         """Append an external event under ``key``; returns its number (distinct for concurrent senders)."""
         meta = {"key": key, "sent_at": time.time()}
-        record = _codec.encode_record(KIND_MESSAGE, meta, _codec.dumps(payload))
+        record = _codec.encode_record(RecordKind.MESSAGE, meta, _codec.dumps(payload))
         numbers = self.message_numbers(key)
         number = numbers[-1] + 1 if numbers else 0
         mailbox = self._mailbox(key)
@@ -286,23 +317,25 @@ class WorkflowStore:
         return number
 
     def load_message(self, key: str, number: int) -> Any:
-        return self._read_value(self.key("mailbox", self._mailbox(key), f"{number:012d}"), KIND_MESSAGE)[1]
+        return self._read_value(
+            self.key("mailbox", self._mailbox(key), f"{number:012d}"), RecordKind.MESSAGE
+        )[1]
 
     def claim_message(self, key: str, number: int, step_id: str) -> bool:
         """Make ``step_id`` the one receiver of a message; True if it is (now, or from before a crash)."""
         claim = self.key("claims", self._mailbox(key), f"{number:012d}")
-        if self.storage.put_if_absent(claim, _codec.encode_record(KIND_POINTER, {"step_id": step_id})):
+        if self.storage.put_if_absent(claim, _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})):
             return True
-        return bool(self._read(claim, KIND_POINTER)[0]["step_id"] == step_id)
+        return bool(self._read(claim, RecordKind.POINTER)[0]["step_id"] == step_id)
 
     def save_receiving(self, step_id: str, key: str, number: int) -> None:
-        record = _codec.encode_record(KIND_POINTER, {"key": key, "number": number})
+        record = _codec.encode_record(RecordKind.POINTER, {"key": key, "number": number})
         self.storage.put(self.key("receivers", step_id), record)
 
     def load_receiving(self, step_id: str, key: str) -> int | None:
         """The message number the step was taking under ``key`` when it last ran, if any."""
         try:
-            meta = self._read(self.key("receivers", step_id), KIND_POINTER)[0]
+            meta = self._read(self.key("receivers", step_id), RecordKind.POINTER)[0]
         except KeyNotFound:
             return None
         return int(meta["number"]) if meta.get("key") == key else None
@@ -316,3 +349,28 @@ class WorkflowStore:
 def list_workflow_ids(storage: Storage) -> list[str]:
     """Every workflow id in the storage, sorted."""
     return [key[len("index/") :] for key in storage.list("index")]
+
+
+def open_workflow_store(storage_url: str, workflow_id: str) -> WorkflowStore:
+    """The store of one workflow in the storage at ``storage_url`` (opened once per process)."""
+    return WorkflowStore(open_storage(storage_url), workflow_id)
+
+
+def load_object(storage_url: str, workflow_id: str, content_hash: str) -> Any:
+    """The value stored under a content hash (runs in a Ray worker for lazy restores)."""
+    return open_workflow_store(storage_url, workflow_id).load_object(content_hash)
+
+
+_restore_task: Any = None
+
+
+def restore_object_ref(storage_url: str, workflow_id: str, content_hash: str) -> Any:
+    """An ObjectRef whose value is read from storage by a Ray task; the value itself without Ray."""
+    global _restore_task
+    import ray
+
+    if not ray.is_initialized():
+        return load_object(storage_url, workflow_id, content_hash)
+    if _restore_task is None:
+        _restore_task = ray.remote(num_cpus=0)(load_object)
+    return _restore_task.remote(storage_url, workflow_id, content_hash)

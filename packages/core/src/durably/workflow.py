@@ -6,15 +6,6 @@ Ray 1.x code (``@workflow.step``, ``.step()``, ``.run()``) and Ray 2.x code (``@
 
 from __future__ import annotations
 
-from durably._actors import (
-    ActorHandle,
-    ActorMethodError,
-    ActorNotFoundError,
-    delete_actor,
-    get_actor,
-    list_actors,
-    virtual_actor,
-)
 from durably._api import (
     cancel,
     delete,
@@ -28,17 +19,29 @@ from durably._api import (
     resume_async,
 )
 from durably._errors import (
+    ActorMethodError,
+    ActorNotFoundError,
     CheckpointCorruptedError,
+    DurablyError,
+    UnknownStorageSchemeError,
     WorkflowCancellationError,
     WorkflowError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
     WorkflowNotResumableError,
+    WorkflowQueueFullError,
     WorkflowRunningError,
 )
 from durably._ray_dag import continuation, get_output_async, options, run, run_async
 from durably._status import WorkflowStatus
 from durably._step import StepFunction, Workflow, step
+from durably.actors import (
+    ActorHandle,
+    delete_actor,
+    get_actor,
+    list_actors,
+    virtual_actor,
+)
 from durably.events import EventListener
 from durably.events._external import ExternalEvent, send_event
 from durably.events._steps import sleep, wait_for_event
@@ -48,15 +51,18 @@ __all__ = [
     "ActorMethodError",
     "ActorNotFoundError",
     "CheckpointCorruptedError",
+    "DurablyError",
     "EventListener",
     "ExternalEvent",
     "StepFunction",
+    "UnknownStorageSchemeError",
     "Workflow",
     "WorkflowCancellationError",
     "WorkflowError",
     "WorkflowExecutionError",
     "WorkflowNotFoundError",
     "WorkflowNotResumableError",
+    "WorkflowQueueFullError",
     "WorkflowRunningError",
     "WorkflowStatus",
     "cancel",

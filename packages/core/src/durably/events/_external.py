@@ -4,29 +4,26 @@ Messages under one key form a queue (like DBOS ``send``/``recv`` and Temporal si
 message sent is kept in the workflow's storage until a waiting step takes it, each is taken by
 exactly one ``wait_for_event`` step, oldest first. A waiter polls storage (backing off to
 ``MAX_POLL_INTERVAL``), and a sender in a process that can reach the waiter's event loop wakes it
-at once.
+at once (through the registry of waiters in ``events._hosts``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
+from durably import _config
 from durably._errors import WorkflowError
+from durably._inspect import existing_store, status_of
 from durably._status import WorkflowStatus
 from durably.events import EventListener
+from durably.events._hosts import waiting_for, wake_events_actor, wake_waiters
 from durably.events._runner import current_event_step, in_storage_thread
 
 #: The longest a waiting step goes without looking at storage for a new message (seconds).
 MAX_POLL_INTERVAL = 0.5
 FIRST_POLL_INTERVAL = 0.01
 MAX_KEY_LENGTH = 1024
-
-_WakeKey = tuple[str, str, str]
-# Waiters of this process, so a send_event here (or a wake call to this actor) needs no poll.
-_waiters: dict[_WakeKey, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-_waiters_lock = threading.Lock()
 
 
 def _check_key(key: Any) -> str:
@@ -35,15 +32,6 @@ def _check_key(key: Any) -> str:
             f"an external event key is a non-empty string of at most {MAX_KEY_LENGTH} characters, got {key!r}"
         )
     return key
-
-
-def wake_waiters(storage_url: str, workflow_id: str, key: str) -> int:
-    """Make the steps of this process waiting for ``key`` look at storage now; returns how many."""
-    with _waiters_lock:
-        waiters = list(_waiters.get((storage_url, workflow_id, key), ()))
-    for loop, event in waiters:
-        loop.call_soon_threadsafe(event.set)
-    return len(waiters)
 
 
 class ExternalEvent(EventListener):
@@ -63,12 +51,7 @@ class ExternalEvent(EventListener):
         number = await in_storage_thread(store.load_receiving, step_id, key)
         if number is not None and await in_storage_thread(store.claim_message, key, number, step_id):
             return await in_storage_thread(store.load_message, key, number)
-        wake = asyncio.Event()
-        registration = (asyncio.get_running_loop(), wake)
-        wake_key = (context.storage_url, store.workflow_id, key)
-        with _waiters_lock:
-            _waiters.setdefault(wake_key, set()).add(registration)
-        try:
+        with waiting_for(context.storage_url, store.workflow_id, key) as wake:
             interval = FIRST_POLL_INTERVAL
             while True:
                 wake.clear()
@@ -80,13 +63,6 @@ class ExternalEvent(EventListener):
                     interval = FIRST_POLL_INTERVAL
                 except asyncio.TimeoutError:
                     interval = min(MAX_POLL_INTERVAL, interval * 2)
-        finally:
-            with _waiters_lock:
-                registered = _waiters.get(wake_key)
-                if registered is not None:
-                    registered.discard(registration)
-                    if not registered:
-                        del _waiters[wake_key]
 
 
 def _take_message(store: Any, key: str, step_id: str) -> tuple[Any] | None:
@@ -114,24 +90,20 @@ def send_event(workflow_id: str, key: str, payload: Any = None) -> None:
     ``WorkflowNotFoundError`` for an unknown workflow and ``WorkflowError`` for one that finished
     (SUCCESSFUL or CANCELED), since nothing would ever receive the message.
     """
-    from durably import _api
-
     _check_key(key)
-    store = _api._existing_store(workflow_id)
-    status = _api._status_of(store)
+    store = existing_store(workflow_id)
+    status = status_of(store)
     if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
         raise WorkflowError(
             f"cannot send event {key!r} to workflow {workflow_id!r}: it has finished ({status.value}), "
             "so no step will ever receive it"
         )
     store.add_message(key, payload)
-    _wake(_api.config(), workflow_id, key)
+    _wake(_config.current(), workflow_id, key)
 
 
-def _wake(config: Any, workflow_id: str, key: str) -> None:
+def _wake(config: _config.Config, workflow_id: str, key: str) -> None:
     """Best effort: tell the event loop that runs the workflow's waits to look now (it polls anyway)."""
-    if wake_waiters(config.storage_url, workflow_id, key) or config.executor != "ray":
+    if wake_waiters(config.storage_url, workflow_id, key) or not config.has_cluster_host:
         return
-    from durably.events._hosts import wake_events_actor
-
     wake_events_actor(config.storage_url, workflow_id, key)

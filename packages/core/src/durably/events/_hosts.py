@@ -7,17 +7,53 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from durably._runner import StepTask
+from durably._protocol import StepOutcome, StepTask
 from durably.events._runner import run_event_step
 
 EVENTS_ACTOR_NAME = "durably-events"
 EVENTS_NAMESPACE = "durably"
 #: Threads for listeners that block in ``asyncio.to_thread`` (Kafka consumers, for one).
 LISTENER_THREADS = 10_000
+
+
+_WakeKey = tuple[str, str, str]
+# Steps of this process waiting for an external event, so a send_event here (or a wake call to
+# this process's events actor) needs no poll.
+_waiters: dict[_WakeKey, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+_waiters_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def waiting_for(storage_url: str, workflow_id: str, key: str) -> Iterator[asyncio.Event]:
+    """While inside, the event is set whenever ``wake_waiters`` is called for this external event key."""
+    wake = asyncio.Event()
+    registration = (asyncio.get_running_loop(), wake)
+    wake_key = (storage_url, workflow_id, key)
+    with _waiters_lock:
+        _waiters.setdefault(wake_key, set()).add(registration)
+    try:
+        yield wake
+    finally:
+        with _waiters_lock:
+            registered = _waiters.get(wake_key)
+            if registered is not None:
+                registered.discard(registration)
+                if not registered:
+                    del _waiters[wake_key]
+
+
+def wake_waiters(storage_url: str, workflow_id: str, key: str) -> int:
+    """Make the steps of this process waiting for ``key`` look at storage now; returns how many."""
+    with _waiters_lock:
+        waiters = list(_waiters.get((storage_url, workflow_id, key), ()))
+    for loop, event in waiters:
+        loop.call_soon_threadsafe(event.set)
+    return len(waiters)
 
 
 class _Shared:
@@ -41,7 +77,7 @@ class EventStepHost:
         self._withdrawn: set[str] = set()
         self._executor_set = False
 
-    async def run(self, task: StepTask, caller: str, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
+    async def run(self, task: StepTask, caller: str, *inputs: Any) -> tuple[Any, StepOutcome]:
         """Run one event step to its end for ``caller`` (an id the caller may ``withdraw`` by)."""
         if not self._executor_set:
             self._executor_set = True
@@ -83,8 +119,6 @@ class EventStepHost:
 
     async def wake(self, storage_url: str, workflow_id: str, key: str) -> int:
         """Make the steps here waiting for external event ``key`` of the workflow look at storage now."""
-        from durably.events._external import wake_waiters
-
         return wake_waiters(storage_url, workflow_id, key)
 
     async def waiting(self) -> int:
@@ -104,7 +138,7 @@ class LocalEventLoop:
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         """Start the step once the futures among ``inputs`` are done; returns (value, info) futures."""
 
-        async def after_inputs() -> tuple[Any, tuple[Any, ...]]:
+        async def after_inputs() -> tuple[Any, StepOutcome]:
             resolved = [
                 await asyncio.wrap_future(item) if isinstance(item, concurrent.futures.Future) else item
                 for item in inputs
@@ -115,7 +149,7 @@ class LocalEventLoop:
         value: concurrent.futures.Future[Any] = concurrent.futures.Future()
         info: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-        def finished(done: concurrent.futures.Future[tuple[Any, tuple[Any, ...]]]) -> None:
+        def finished(done: concurrent.futures.Future[tuple[Any, StepOutcome]]) -> None:
             if done.cancelled():
                 value.cancel()
                 info.cancel()

@@ -2,7 +2,7 @@
 
 An event step holds no worker while it waits: executors run it as a coroutine on one shared
 event loop (a thread for ``local``, the ``durably-events`` async actor for ``ray``). It returns
-``(value, info)`` exactly as :func:`durably._runner.execute_step` does, so the engine treats it
+``(value, outcome)`` exactly as :func:`durably.executors.execute_step` does, so the engine treats it
 like any other step.
 """
 
@@ -18,19 +18,9 @@ from typing import Any, TypeVar
 
 from durably import _codec
 from durably._plugins import hook
-from durably._resolve import open_storage
-from durably._runner import (
-    INFO_DONE,
-    INFO_UNRESOLVED_INPUT,
-    UNRESOLVED,
-    StepFailure,
-    StepTask,
-    _load_function,
-    _resolve_inputs,
-    record_finished_step,
-    step_metadata,
-)
-from durably._store import WorkflowStore
+from durably._protocol import DONE, UNRESOLVED, UNRESOLVED_INPUT, StepFailure, StepOutcome, StepTask
+from durably._runner import load_function, record_finished_step, resolve_inputs, step_metadata
+from durably._store import WorkflowStore, open_workflow_store
 from durably.events import EventListener
 
 T = TypeVar("T")
@@ -72,19 +62,19 @@ def acknowledges(listener: EventListener) -> bool:
     return type(listener).event_checkpointed is not EventListener.event_checkpointed
 
 
-async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
-    """Deliver one event into the workflow exactly once; returns (value for consumers, info for the engine).
+async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
+    """Deliver one event into the workflow exactly once; returns (value for consumers, outcome).
 
     The event is stored as the step's pending event before ``event_checkpointed`` is called, and
     becomes the step's output only after that call returned. A crash before the pending record
     polls again; a crash after it uses the stored event and calls ``event_checkpointed`` again.
     """
     spec = task.spec
-    store = WorkflowStore(open_storage(task.storage_url), task.workflow_id)
-    values = await in_storage_thread(_resolve_inputs, store, inputs)
+    store = open_workflow_store(task.storage_url, task.workflow_id)
+    values = await in_storage_thread(resolve_inputs, store, inputs)
     if values is None:
-        return UNRESOLVED, (INFO_UNRESOLVED_INPUT,)
-    listener_class = await in_storage_thread(_load_function, store, spec.func_key)
+        return UNRESOLVED, UNRESOLVED_INPUT
+    listener_class = await in_storage_thread(load_function, store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
     hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1)
     started = time.time()
@@ -112,4 +102,4 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, 
     meta = step_metadata(spec, started, time.time(), attempts=1)
     # The event is always stored, whatever ``checkpoint`` says: delivery is exactly-once.
     await in_storage_thread(record_finished_step, store, task, event, meta, True)
-    return event, (INFO_DONE,)
+    return event, DONE

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from durably._options import StepOptions
+from durably._plugins import get_registry
 from durably._step import StepFunction, Workflow
 from durably.events import EventListener
 from durably.events._timer import SleepDeadline, TimerListener
@@ -45,8 +46,6 @@ def _event_step_function(listener: type[EventListener], name: str) -> EventStepF
 
 def _listener_class(listener: Any) -> type[EventListener]:
     if isinstance(listener, str):
-        from durably._plugins import get_registry
-
         registered = get_registry().event_listeners()
         if listener not in registered:
             known = ", ".join(sorted(registered)) or "none"

@@ -1,17 +1,34 @@
 """Executors decide where a step runs: ``ray`` (the default) or ``local`` threads.
 
+This module is the step protocol for executor authors: the :class:`Executor` interface, the
+:class:`StepTask` the engine hands over, :func:`execute_step` and :func:`run_event_step` (what
+an executor runs with it), the :data:`StepOutcome` they return beside the step's value, and
+:class:`StepFailure` (what they raise when the step failed for good).
+
 An executor hands out opaque handles for a step's two results: its value (passed on to the
-steps that consume it, without a round trip through the engine) and a small info tuple the
+steps that consume it, without a round trip through the engine) and its outcome, which the
 engine reads to learn what happened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from durably._runner import StepTask
+from durably._protocol import (
+    DONE,
+    UNRESOLVED,
+    UNRESOLVED_INPUT,
+    Continuation,
+    Done,
+    StepFailure,
+    StepOutcome,
+    StepTask,
+    Unresolved,
+    UnresolvedInput,
+)
+from durably._runner import execute_step
+from durably.events._runner import run_event_step
 
 
 class Executor(Protocol):
@@ -19,15 +36,21 @@ class Executor(Protocol):
 
     #: The name ``workflow.init(executor=...)`` selects it by.
     name: str
+    #: True if the executor runs on a Ray cluster that durably may use as a cluster-wide host:
+    #: ``init`` then connects to Ray, engines run in the cluster's detached engine actor (so
+    #: ``run_async`` outlives its driver), each virtual actor is hosted by a Ray actor, event
+    #: waits are woken through the cluster's events actor, and ``get_output_async`` returns a
+    #: ``ray.ObjectRef``. False: all of these live in threads of the calling process.
+    has_cluster_host: bool
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         """Start ``execute_step(task, *inputs)`` once the handles among ``inputs`` are ready.
 
-        Returns (value handle, info handle). A failed input fails the step with the same error.
+        Returns (value handle, outcome handle). A failed input fails the step with the same error.
         """
 
     def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
-        """Like ``submit``, for an event step (``task.spec.event``): run ``events._runner.run_event_step``.
+        """Like ``submit``, for an event step (``task.spec.event``): run the coroutine ``run_event_step``.
 
         An event step may wait for hours; it must not hold a worker or a CPU while it does (the
         built-in executors run every event step of a process or cluster on one event loop).
@@ -44,3 +67,20 @@ class Executor(Protocol):
 
     def error_of(self, error: BaseException) -> BaseException:
         """The step's own exception inside an executor-specific wrapper (or ``error`` itself)."""
+
+
+__all__ = [
+    "DONE",
+    "UNRESOLVED",
+    "UNRESOLVED_INPUT",
+    "Continuation",
+    "Done",
+    "Executor",
+    "StepFailure",
+    "StepOutcome",
+    "StepTask",
+    "Unresolved",
+    "UnresolvedInput",
+    "execute_step",
+    "run_event_step",
+]

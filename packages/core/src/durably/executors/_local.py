@@ -9,7 +9,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from durably._runner import StepTask, execute_step
+from durably._protocol import StepTask
+from durably._runner import execute_step
+from durably.events._hosts import local_event_loop
 
 
 def _settle(
@@ -29,6 +31,7 @@ class LocalExecutor:
     """Runs each step in a thread pool once its inputs are ready; no Ray needed."""
 
     name = "local"
+    has_cluster_host = False
 
     def __init__(self, max_workers: int | None = None) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -37,8 +40,6 @@ class LocalExecutor:
 
     def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         # Every event step of this process waits on one event loop thread, not in the pool.
-        from durably.events._hosts import local_event_loop
-
         return local_event_loop().submit(task, inputs)
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:

@@ -9,13 +9,16 @@ from typing import Any
 import ray
 
 from durably._options import StepOptions
-from durably._runner import StepTask, execute_step
+from durably._protocol import StepTask
+from durably._runner import execute_step
+from durably.events._hosts import events_actor
 
 
 class RayExecutor:
     """Submits ``execute_step`` as a two-result Ray task with the step's Ray options."""
 
     name = "ray"
+    has_cluster_host = True
 
     def __init__(self) -> None:
         self._remote = ray.remote(num_returns=2)(execute_step)
@@ -42,8 +45,6 @@ class RayExecutor:
     def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         # One shared async actor holds every waiting event step of the cluster, with no CPU.
         if self._events is None:
-            from durably.events._hosts import events_actor
-
             self._events = events_actor()
         caller = uuid.uuid4().hex
         value, info = self._events.run.options(num_returns=2).remote(task, caller, *inputs)

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar, runtime_checkable
 
+from durably._errors import DurablyError
+
 T = TypeVar("T")
 
 
-class StorageError(Exception):
+class StorageError(DurablyError):
     """Base class of every error a storage backend raises."""
 
 

@@ -3,7 +3,7 @@
 ``@workflow.virtual_actor`` turns a class into a :class:`VirtualActorClass`;
 ``get_or_create(actor_id, ...)`` constructs an actor once, ever, and returns an
 :class:`ActorHandle`; ``handle.method.run(...)`` applies one durable call. How calls are
-committed and where they run is in ``_actor_calls``; the keys are in ``_actor_store``.
+committed is in ``_commit``, where they run in ``_dispatch``; the keys are in ``_store``.
 """
 
 from __future__ import annotations
@@ -12,22 +12,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durably import _actor_calls, _codec
-from durably._actor_calls import (
-    ActorMethodError,
-    ActorNotFoundError,
-    MethodDescriptor,
-    Target,
-    actor_methods,
-    get_state,
-    new_call_id,
-)
-from durably._actor_store import ActorStore, CallRecord, list_actor_entries
-from durably._errors import WorkflowError, WorkflowRunningError
+from durably import _codec, _config
+from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError, WorkflowRunningError
 from durably._ids import validate_workflow_id
 from durably._lease import Lease
+from durably._options import build_options
 from durably._resolve import open_storage
 from durably._step import Workflow, _pickle_user_code_by_value
+from durably.actors._class import actor_methods, get_state, pickle_class
+from durably.actors._commit import core_for, drop_core
+from durably.actors._dispatch import call, call_async
+from durably.actors._ray_host import stop_host
+from durably.actors._steps import MethodDescriptor, method_step, new_call_id
+from durably.actors._store import ActorStore, CallRecord, list_actor_entries
+from durably.actors._target import Target
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -60,12 +58,12 @@ class ActorMethod:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Apply the call durably and return its result (a read-only method reads the latest state)."""
         call_id = self.call_id or new_call_id()
-        return _actor_calls.call(self.handle.target, self.name, args, kwargs, call_id, self.readonly)
+        return call(self.handle.target, self.name, args, kwargs, call_id, self.readonly)
 
     def run_async(self, *args: Any, **kwargs: Any) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
         """Start the call; a ``ray.ObjectRef`` of its result (a Future with the local executor)."""
         call_id = self.call_id or new_call_id()
-        handle: ray.ObjectRef[Any] | concurrent.futures.Future[Any] = _actor_calls.call_async(
+        handle: ray.ObjectRef[Any] | concurrent.futures.Future[Any] = call_async(
             self.handle.target, self.name, args, kwargs, call_id, self.readonly
         )
         return handle
@@ -75,9 +73,7 @@ class ActorMethod:
 
         The call happens once even if the step runs again: its call id is fixed here.
         """
-        return _actor_calls.method_step(
-            self.handle.target, self.name, self.call_id, self.step_options, args, kwargs
-        )
+        return method_step(self.handle.target, self.name, self.call_id, self.step_options, args, kwargs)
 
     def options(self, *, call_id: str | None = None, **step_options: Any) -> ActorMethod:
         """The same method with step options (as for ``@workflow.step``) and/or a fixed ``call_id``.
@@ -85,8 +81,6 @@ class ActorMethod:
         A call id makes a retried call exactly-once: a call whose id was already committed returns
         the committed result instead of being applied again (found among the most recent commits).
         """
-        from durably._options import build_options
-
         merged = {**self.step_options, **step_options}
         build_options(None, **merged)  # fail here, not when the step runs
         return ActorMethod(self.handle, self.name, self.readonly, call_id or self.call_id, merged)
@@ -132,10 +126,8 @@ def _handle(target: Target, cls: type) -> ActorHandle:
 
 
 def _target(actor_id: str) -> Target:
-    from durably import _api
-
-    cfg = _api.config()
-    return Target(cfg.storage_url, cfg.executor, validate_workflow_id(actor_id))
+    cfg = _config.current()
+    return Target(cfg.storage_url, cfg.executor, validate_workflow_id(actor_id), cfg.has_cluster_host)
 
 
 class VirtualActorClass:
@@ -164,7 +156,7 @@ class VirtualActorClass:
         store = ActorStore(open_storage(target.storage_url), actor_id)
         if not store.is_listed():
             _construct(store, self.cls, args, kwargs)
-        cls = _actor_calls.core_for(target.storage_url, actor_id).actor_class()
+        cls = core_for(target.storage_url, actor_id).actor_class()
         if cls.__name__ != self.cls.__name__:
             raise ValueError(
                 f"virtual actor {actor_id!r} exists and is a {cls.__name__}, not a {self.cls.__name__}"
@@ -184,7 +176,7 @@ class VirtualActorClass:
 def _construct(store: ActorStore, cls: type, args: Any, kwargs: Any) -> None:
     """Store the class and the constructed state (seq 0) unless another process did; then list the actor."""
     incarnation = new_call_id()
-    if not store.create_class(cls.__name__, incarnation, _actor_calls.pickle_class(cls)):
+    if not store.create_class(cls.__name__, incarnation, pickle_class(cls)):
         meta, _ = store.load_class_record()
         incarnation = str(meta["incarnation"])
     lease = Lease(store.storage, store.key("creator"), store.actor_id)
@@ -247,14 +239,12 @@ def get_actor(actor_id: str) -> ActorHandle:
     store = ActorStore(open_storage(target.storage_url), actor_id)
     if not store.is_listed():
         raise ActorNotFoundError(actor_id)
-    return _handle(target, _actor_calls.core_for(target.storage_url, actor_id).actor_class())
+    return _handle(target, core_for(target.storage_url, actor_id).actor_class())
 
 
 def list_actors() -> list[tuple[str, str]]:
     """(actor id, class name) of every virtual actor in the storage, sorted by id."""
-    from durably import _api
-
-    return list_actor_entries(_api.storage())
+    return list_actor_entries(open_storage(_config.current().storage_url))
 
 
 def delete_actor(actor_id: str) -> None:
@@ -269,18 +259,16 @@ def delete_actor_if_exists(actor_id: str) -> bool:
     store = ActorStore(open_storage(target.storage_url), actor_id)
     if not store.is_listed() and next(store.keys(), None) is None:
         return False
-    if target.executor in _actor_calls.RAY_EXECUTORS:
-        _actor_calls.stop_host(target)
+    if target.has_cluster_host:
+        stop_host(target)
     store.delete()
-    _actor_calls.drop_core(target.storage_url, actor_id)
+    drop_core(target.storage_url, actor_id)
     return True
 
 
 __all__ = [
     "ActorHandle",
     "ActorMethod",
-    "ActorMethodError",
-    "ActorNotFoundError",
     "VirtualActorClass",
     "delete_actor",
     "get_actor",

@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from durably import _codec
+from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
 from durably.storage import KeyNotFound, Storage
-
-KIND_ACTOR_CLASS = 20
-KIND_ACTOR_CALL = 21
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
 KEEP = 16
@@ -69,16 +67,16 @@ class ActorStore:
     def create_class(self, class_name: str, incarnation: str, pickled_class: bytes) -> bool:
         """Store the class of a new actor; False when one is already stored (nothing replaced)."""
         meta = {"class_name": class_name, "incarnation": incarnation, "created_at": time.time()}
-        record = _codec.encode_record(KIND_ACTOR_CLASS, meta, pickled_class)
+        record = _codec.encode_record(RecordKind.ACTOR_CLASS, meta, pickled_class)
         return self.storage.put_if_absent(self.key("class"), record)
 
     def load_class_record(self) -> tuple[dict[str, Any], bytes]:
         """(meta, pickled class); raises KeyNotFound when the actor has no class stored."""
         key = self.key("class")
         found_kind, meta, payload = _codec.decode_record(key, self.storage.get(key))
-        if found_kind != KIND_ACTOR_CLASS:
+        if found_kind != RecordKind.ACTOR_CLASS:
             raise CheckpointCorruptedError(
-                key, f"record kind {found_kind} where {KIND_ACTOR_CLASS} was expected"
+                key, f"record kind {found_kind} where {RecordKind.ACTOR_CLASS} was expected"
             )
         return meta, bytes(payload)
 
@@ -103,7 +101,7 @@ class ActorStore:
             "state_bytes": len(record.state),
             "committed_at": time.time(),
         }
-        data = _codec.encode_record(KIND_ACTOR_CALL, meta, record.state + record.result)
+        data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
         return self.storage.put_if_absent(self.log_key(record.seq), data)
 
     def read(self, seq: int) -> CallRecord | None:
@@ -114,9 +112,9 @@ class ActorStore:
         except KeyNotFound:
             return None
         found_kind, meta, payload = _codec.decode_record(key, data)
-        if found_kind != KIND_ACTOR_CALL:
+        if found_kind != RecordKind.ACTOR_CALL:
             raise CheckpointCorruptedError(
-                key, f"record kind {found_kind} where {KIND_ACTOR_CALL} was expected"
+                key, f"record kind {found_kind} where {RecordKind.ACTOR_CALL} was expected"
             )
         split = int(meta["state_bytes"])
         return CallRecord(
@@ -132,7 +130,7 @@ class ActorStore:
         return self.storage.exists(self.log_key(seq))
 
     def forget(self, seq: int) -> None:
-        """Delete one record (a write that turned out to be stale; see ``_actor_calls``)."""
+        """Delete one record (a write that turned out to be stale; see ``_commit``)."""
         self.storage.delete_prefix(self.log_key(seq))
 
     def stored_seqs(self) -> list[int]:

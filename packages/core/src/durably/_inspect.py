@@ -1,0 +1,134 @@
+"""Reading a stored workflow from outside its run: its status, failure and outputs.
+
+Used by the API (``get_status``, ``get_output``...) and by the layers that act on a workflow
+from outside its engine (``send_event``, virtual actors, ``get_output_async``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from durably import _config
+from durably._errors import (
+    WorkflowCancellationError,
+    WorkflowError,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+)
+from durably._ids import validate_workflow_id
+from durably._lease import lease_is_live
+from durably._status import WorkflowStatus
+from durably._store import WorkflowStore, open_workflow_store
+from durably.storage import KeyNotFound
+
+
+def workflow_store(workflow_id: str) -> WorkflowStore:
+    """The store of ``workflow_id`` in the configured storage (it may not exist yet)."""
+    return open_workflow_store(_config.current().storage_url, validate_workflow_id(workflow_id))
+
+
+def existing_store(workflow_id: str) -> WorkflowStore:
+    """The store of ``workflow_id``; raises ``WorkflowNotFoundError`` if nothing is stored under it."""
+    store = workflow_store(workflow_id)
+    if not store.exists():
+        raise WorkflowNotFoundError(workflow_id)
+    return store
+
+
+def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
+    """(True, output) when the workflow already finished successfully, else (False, None)."""
+    step_id = store.result_step_id()
+    if step_id is None:
+        return False, None
+    return True, store.load_step_output(step_id)
+
+
+def status_of(store: WorkflowStore) -> WorkflowStatus:
+    try:
+        record, _ = store.load_status()
+    except KeyNotFound:
+        if not store.exists():
+            raise WorkflowNotFoundError(store.workflow_id) from None
+        return (
+            WorkflowStatus.RESUMABLE
+            if not lease_is_live(store.storage, store.lease_key)
+            else WorkflowStatus.RUNNING
+        )
+    status = WorkflowStatus(record["status"])
+    if status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.lease_key):
+        return WorkflowStatus.RESUMABLE
+    return status
+
+
+def failure_of(store: WorkflowStore) -> BaseException:
+    record, error = store.load_status()
+    if isinstance(error, BaseException):
+        return error
+    return WorkflowExecutionError(
+        store.workflow_id, record.get("failed_step"), record.get("error", "unknown error")
+    )
+
+
+def step_name(name: str | None, task_id: str | None) -> str | None:
+    """``task_id`` is Ray 2.x's word for a step's name."""
+    if task_id is not None and name is not None and task_id != name:
+        raise ValueError(f"name={name!r} and task_id={task_id!r} disagree; give one of them")
+    return name if task_id is None else task_id
+
+
+def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> Any:
+    workflow_id = store.workflow_id
+    if name is not None:
+        return step_output(store, name)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        finished, value = stored_result(store)
+        if finished:
+            return value
+        status = status_of(store)
+        if status == WorkflowStatus.FAILED:
+            raise failure_of(store)
+        if status == WorkflowStatus.CANCELED:
+            raise WorkflowCancellationError(workflow_id)
+        if status == WorkflowStatus.RESUMABLE:
+            raise WorkflowError(
+                f"workflow {workflow_id!r} is not finished and nothing is running it; "
+                f"call workflow.resume({workflow_id!r}) to continue it"
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
+        time.sleep(delay)
+        delay = min(1.0, delay * 1.5)
+
+
+def find_step(store: WorkflowStore, name: str) -> str:
+    finished_values, finished_continuations = store.finished_steps()
+    if name in finished_values or name in finished_continuations:
+        return name
+    step_id = store.step_id_for_name(name)
+    if step_id is not None:
+        return step_id
+    graph = store.load_graph()
+    if any(spec.step_id == name for spec in graph.steps):
+        raise WorkflowError(f"step {name!r} of workflow {store.workflow_id!r} has not finished yet")
+    raise WorkflowNotFoundError(store.workflow_id, f"it has no step named {name!r}")
+
+
+def step_output(store: WorkflowStore, name: str) -> Any:
+    step_id = find_step(store, name)
+    for _ in range(1_000_000):
+        try:
+            return store.load_step_output(step_id)
+        except KeyNotFound:
+            pass
+        try:
+            step_id = store.load_continuation(step_id).output
+        except KeyNotFound:
+            raise WorkflowError(
+                f"step {name!r} of workflow {store.workflow_id!r} has not finished yet"
+            ) from None
+    raise WorkflowError(
+        f"step {name!r} of workflow {store.workflow_id!r} has a continuation chain too long to follow"
+    )

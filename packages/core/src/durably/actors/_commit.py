@@ -1,0 +1,214 @@
+"""Applying calls to virtual actors: the optimistic transaction and the per-process cache.
+
+A mutating call reads the head record (the latest committed state), applies the method to a
+fresh copy of that state and commits ``log/<head + 1>`` with ``put_if_absent``. If another
+writer took that seq first, the call re-reads the new head and is applied again. Each process
+keeps the head it last saw and probes forward (``get`` of head + 1) instead of listing the log;
+the listing is only for recovery. Where calls run, one at a time per actor, is ``_dispatch``'s job.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import warnings
+from typing import Any
+
+from durably import _codec
+from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
+from durably._resolve import open_storage
+from durably.actors._class import find_method, get_state, load_class, restore
+from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
+from durably.actors._subworkflows import delete_workflows, finish_returned_steps
+from durably.actors._target import RunningCall, Target, current_call
+from durably.storage import KeyNotFound
+
+#: A process that fell further behind than this many commits re-reads the log by listing it.
+MAX_PROBE = 64
+
+
+class ActorCore:
+    """One process's view of one actor: the head it last saw, recent call ids, and the commit protocol."""
+
+    def __init__(self, storage_url: str, actor_id: str) -> None:
+        self.store = ActorStore(open_storage(storage_url), actor_id)
+        self.actor_id = actor_id
+        self._lock = threading.Lock()
+        self._cls: type | None = None
+        self._incarnation: str | None = None
+        self._head: CallRecord | None = None
+        self._recent: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    # -- reading the head ---------------------------------------------------------------------
+    def _load_identity(self) -> None:
+        try:
+            meta, payload = self.store.load_class_record()
+        except KeyNotFound:
+            raise ActorNotFoundError(self.actor_id) from None
+        self._incarnation = str(meta["incarnation"])
+        self._cls = load_class(payload)
+
+    def _remember(self, record: CallRecord) -> None:
+        self._recent[record.call_id] = record.seq
+        while len(self._recent) > KEEP + COMPACT_EVERY:
+            self._recent.popitem(last=False)
+
+    def _recover(self) -> None:
+        """Find the head by listing the log (cold cache, or this process fell far behind)."""
+        self._load_identity()
+        self._head = None
+        self._recent.clear()
+        for seq in self.store.stored_seqs():
+            record = self.store.read(seq)
+            if record is None or record.incarnation != self._incarnation:
+                continue
+            self._remember(record)
+            if self._head is None or record.seq > self._head.seq:
+                self._head = record
+        if self._head is None:
+            raise ActorNotFoundError(self.actor_id)
+
+    def _on_foreign_record(self, record: CallRecord) -> None:
+        """A record of another incarnation ahead: ours is stale, or it is a deleted one's leftover."""
+        known = self._incarnation
+        self._load_identity()
+        if self._incarnation != known:
+            self._recover()  # the actor was deleted and created again since this process looked
+        else:
+            self.store.forget(record.seq)  # written by a deleted incarnation's late writer
+
+    def actor_class(self) -> type:
+        with self._lock:
+            if self._cls is None:
+                self._load_identity()
+            assert self._cls is not None
+            return self._cls
+
+    def sync(self, verify: bool = True) -> tuple[type, CallRecord]:
+        """The class and the latest committed record, probing forward from what this process saw.
+
+        With ``verify``, a head that nothing followed is checked to still exist: if it was
+        compacted away, this process fell behind and re-reads the log. A writer skips this, as
+        its commit checks the same thing afterwards.
+        """
+        with self._lock:
+            if self._head is None:
+                self._recover()
+            for probe in range(MAX_PROBE):
+                assert self._head is not None
+                record = self.store.read(self._head.seq + 1)
+                if record is None:
+                    if verify and probe == 0 and not self.store.has(self._head.seq):
+                        self._recover()
+                    break
+                if record.incarnation != self._incarnation:
+                    self._on_foreign_record(record)
+                    continue
+                self._head = record
+                self._remember(record)
+            else:
+                self._recover()
+            assert self._cls is not None and self._head is not None
+            return self._cls, self._head
+
+    def forget_cache(self) -> None:
+        with self._lock:
+            self._head = None
+            self._recent.clear()
+
+    def committed_result(self, call_id: str) -> tuple[bool, Any]:
+        """(True, result) when a call with this id is among the recent commits, else (False, None)."""
+        with self._lock:
+            seq = self._recent.get(call_id)
+        if seq is None:
+            return False, None
+        record = self.store.read(seq)
+        if record is None or record.call_id != call_id:
+            raise WorkflowError(
+                f"call {call_id!r} of virtual actor {self.actor_id!r} was committed at seq {seq}, "
+                "but its record has been compacted away, so its result is gone"
+            )
+        return True, _codec.loads(record.result)
+
+    # -- applying a call ----------------------------------------------------------------------
+    def apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+        """Apply a mutating call exactly once and return its result (see the module docstring)."""
+        while True:
+            cls, head = self.sync(verify=False)
+            found, result = self.committed_result(call_id)
+            if found:
+                return result
+            func = find_method(cls, self.actor_id, method)
+            instance = restore(cls, _codec.loads(head.state))
+            seq = head.seq + 1
+            token = current_call.set(RunningCall(target, instance, readonly=False))
+            try:
+                result = func(instance, *args, **kwargs)
+                result, subworkflows = finish_returned_steps(self.actor_id, instance, result, seq, call_id)
+            except Exception as error:
+                raise ActorMethodError(self.actor_id, method, error) from error
+            finally:
+                current_call.reset(token)
+            record = CallRecord(
+                seq,
+                call_id,
+                method,
+                head.incarnation,
+                _codec.dumps(get_state(instance)),
+                _codec.dumps(result),
+            )
+            if not self.store.append(record):
+                continue  # another writer committed this seq: re-read the head and apply again
+            if not self.store.has(head.seq):
+                # Our base was compacted (or deleted) while we worked: the slot we wrote is a stale one.
+                self.store.forget(seq)
+                self.forget_cache()
+                continue
+            with self._lock:
+                if self._head is None or self._head.seq < seq:
+                    self._head = record
+                self._remember(record)
+            if seq % COMPACT_EVERY == 0:
+                self.store.compact(seq)
+            delete_workflows(self.store, subworkflows)
+            return result
+
+    def apply_readonly(self, target: Target, method: str, args: Any, kwargs: Any) -> Any:
+        """Run a read-only method on the latest committed state; changes are dropped with a warning."""
+        cls, head = self.sync()
+        func = find_method(cls, self.actor_id, method)
+        instance = restore(cls, _codec.loads(head.state))
+        before = _codec.dumps(get_state(instance))
+        token = current_call.set(RunningCall(target, instance, readonly=True))
+        try:
+            result = func(instance, *args, **kwargs)
+        except Exception as error:
+            raise ActorMethodError(self.actor_id, method, error) from error
+        finally:
+            current_call.reset(token)
+        if _codec.dumps(get_state(instance)) != before:
+            warnings.warn(
+                f"read-only method {method!r} of virtual actor {self.actor_id!r} changed the actor's state; "
+                "the change is not persisted (remove @virtual_actor.readonly to make it a mutating method)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return result
+
+
+_cores: dict[tuple[str, str], ActorCore] = {}
+_cores_lock = threading.Lock()
+
+
+def core_for(storage_url: str, actor_id: str) -> ActorCore:
+    key = (storage_url, actor_id)
+    core = _cores.get(key)
+    if core is None:
+        with _cores_lock:
+            core = _cores.setdefault(key, ActorCore(storage_url, actor_id))
+    return core
+
+
+def drop_core(storage_url: str, actor_id: str) -> None:
+    with _cores_lock:
+        _cores.pop((storage_url, actor_id), None)

@@ -1,0 +1,105 @@
+"""The cluster way to apply an actor's calls in order: one Ray actor per virtual actor, its cache warm."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from typing import Any
+
+from durably import _config
+from durably.actors._commit import core_for
+from durably.actors._target import Target
+
+#: A Ray actor hosting a virtual actor exits after this long without calls (seconds).
+HOST_IDLE_SECONDS = float(os.environ.get("DURABLY_ACTOR_HOST_IDLE_SECONDS", "300"))
+HOST_NAMESPACE = "durably"
+
+
+class ActorHost:
+    """The Ray actor that applies one virtual actor's mutating calls, with its state cache kept warm.
+
+    Single-threaded, so Ray runs each caller's calls in submission order. It exits after
+    ``HOST_IDLE_SECONDS`` without calls; the next call starts a new one.
+    """
+
+    def __init__(self, target: Target) -> None:
+        configure_worker(target.storage_url, target.executor)
+        self.target = target
+        self.core = core_for(target.storage_url, target.actor_id)
+        self._last_call = time.monotonic()
+        self._busy = False
+        threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
+
+    def call(self, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+        self._busy = True
+        try:
+            return self.core.apply(self.target, method, args, kwargs, call_id)
+        finally:
+            self._busy = False
+            self._last_call = time.monotonic()
+
+    def ping(self) -> bool:
+        return True
+
+    def _exit_when_idle(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(min(5.0, HOST_IDLE_SECONDS))
+            if not self._busy and time.monotonic() - self._last_call > HOST_IDLE_SECONDS:
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
+
+
+def configure_worker(storage_url: str, executor: str) -> None:
+    """Point ``durably.workflow`` in a Ray worker at the caller's storage, unless it is set up already."""
+    if not _config.is_set():
+        _config.initialize(storage=storage_url, executor=executor)
+
+
+def host_name(target: Target) -> str:
+    digest = hashlib.blake2b(f"{target.storage_url}\n{target.actor_id}".encode(), digest_size=12).hexdigest()
+    return f"durably-actor-{digest}"
+
+
+_hosts: dict[str, Any] = {}
+_hosts_lock = threading.Lock()
+
+
+def host_for(target: Target) -> Any:
+    import ray
+
+    name = host_name(target)
+    host = _hosts.get(name)
+    if host is None:
+        remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
+        host = remote_class.options(  # type: ignore[attr-defined]
+            name=name, namespace=HOST_NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=0
+        ).remote(target)
+        with _hosts_lock:
+            _hosts[name] = host
+    return host
+
+
+def forget_host(target: Target) -> None:
+    with _hosts_lock:
+        _hosts.pop(host_name(target), None)
+
+
+def stop_host(target: Target) -> None:
+    """Stop the Ray actor hosting this virtual actor, if there is one (after the actor is deleted)."""
+    import ray
+
+    forget_host(target)
+    if not ray.is_initialized():
+        return
+    with contextlib.suppress(ValueError):  # no such actor
+        ray.kill(ray.get_actor(host_name(target), namespace=HOST_NAMESPACE), no_restart=True)
+
+
+def readonly_remote(target: Target, method: str, args: Any, kwargs: Any) -> Any:
+    configure_worker(target.storage_url, target.executor)
+    return core_for(target.storage_url, target.actor_id).apply_readonly(target, method, args, kwargs)
