@@ -44,20 +44,18 @@ def test_bad_url_is_refused_with_what_is_wrong(url: str, complaint: str) -> None
     assert complaint in str(caught.value)
 
 
-def test_a_repeated_option_is_refused_naming_the_option_and_the_url() -> None:
-    # even with the same value twice: the same rule as every backend's (durably.storage.parse_storage_url)
-    url = "s3://bucket/wf?region=eu-west-1&region=eu-west-1"
+@pytest.mark.parametrize(
+    ("url", "option"),
+    [
+        ("s3://bucket/wf?region=eu-west-1&region=eu-west-1", "region"),
+        ("s3://bucket/wf?regoin=eu-west-1", "regoin"),
+    ],
+)
+def test_a_repeated_or_unknown_option_is_refused_naming_the_option_and_the_url(url: str, option: str) -> None:
+    # even with the same value twice: the rule of every backend (durably.storage.parse_storage_url)
     with pytest.raises(ValueError) as caught:
         S3Storage(url)
-    assert "'region'" in str(caught.value)
-    assert url in str(caught.value)
-
-
-def test_an_unknown_option_is_refused_naming_the_option_and_the_url() -> None:
-    url = "s3://bucket/wf?regoin=eu-west-1"
-    with pytest.raises(ValueError) as caught:
-        S3Storage(url)
-    assert "'regoin'" in str(caught.value)
+    assert f"'{option}'" in str(caught.value)
     assert url in str(caught.value)
 
 
