@@ -88,7 +88,12 @@ def test_the_canonical_form_encodes_the_prefix_and_sorts_the_set_options() -> No
 
 def test_a_refused_create_without_a_failed_attempt_did_not_create_and_reads_nothing() -> None:
     reads: list[str] = []
-    assert Creation().created_it(lambda: reads.append("read") or None) is False
+
+    def read_token() -> str | None:
+        reads.append("read")
+        return None
+
+    assert Creation().created_it(read_token) is False
     assert reads == []
 
 
