@@ -45,6 +45,7 @@ def test_an_unknown_option_is_refused_naming_it_the_url_and_the_known_ones() -> 
         "my://someone:TOPSECRET@bucket/p",
         "my://bucket/p?secret_key=TOPSECRET",
         "my://bucket/p?endpoint=http://someone:TOPSECRET@host:9000",
+        "my://bucket/p?endpoint=http://someone:TOPSECRET@host:9000&colour=blue",
     ],
 )
 def test_credentials_are_refused_without_being_repeated(url: str) -> None:

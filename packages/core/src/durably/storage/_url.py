@@ -72,10 +72,7 @@ class StorageURL:
         value = self.option(name)
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.username is not None or parts.password is not None:
-            # the URL is not repeated: it holds the secret
-            raise ValueError(f"option {name} of {self.scheme}:// storage URLs must not carry credentials")
+        parts = urlsplit(value)  # a user or password in it was refused by parse_storage_url
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"storage URL {self.url!r}: option {name}={value!r} must be an http(s)://host[:port] URL"
@@ -114,11 +111,16 @@ def parse_storage_url(
     if "@" in parts.netloc:
         raise ValueError(f"{parts.scheme}:// storage URLs must not carry credentials; {credentials_hint}")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    for name, _ in query:
+    for name, value in query:
         if any(word in name.lower() for word in _SECRET_WORDS):
             raise ValueError(
                 f"{parts.scheme}:// storage URLs must not carry credentials (option {name!r} looks like "
                 f"one: its name contains one of {secrets_words}); {credentials_hint}"
+            )
+        if "@" in urlsplit(value).netloc:
+            raise ValueError(
+                f"{parts.scheme}:// storage URLs must not carry credentials (option {name!r} is a URL "
+                f"with a user or password); {credentials_hint}"
             )
     scheme = parts.scheme.lower()
     if scheme not in schemes:
