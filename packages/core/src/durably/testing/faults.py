@@ -73,12 +73,12 @@ class StorageFaultContract:
                 with HttpFaultProxy(my_server.url) as proxy:
                     yield HttpFaultInjector(proxy, {"put": HttpRoute("PUT"), ...})
 
-    Before each test the kit sends one request through ``faulty_storage`` (an ``exists``) and
-    forgets it, so that a client built or a bucket checked on first use is not counted.
+    Before each test the kit calls ``faulty_storage.exists`` once and forgets its requests,
+    so that a client built or a bucket checked on first use is not counted.
     """
 
-    #: How many keys the delete and list tests write.
-    keys_to_delete: int = 20
+    #: How many keys the list and delete_prefix tests write (fewer than one listing page).
+    keys_written: int = 20
 
     @pytest.fixture
     def through_faults(self, faulty_storage: Storage, faults: FaultInjector) -> Storage:
@@ -119,7 +119,7 @@ class StorageFaultContract:
     def test_list_is_retried_through_a_connection_reset(
         self, storage: Storage, through_faults: Storage, faults: FaultInjector
     ) -> None:
-        keys = [f"faults/{i:03d}" for i in range(self.keys_to_delete)]
+        keys = [f"faults/{i:03d}" for i in range(self.keys_written)]
         for key in keys:
             storage.put(key, b"1")
         faults.inject(Fault.RESET, "list")
@@ -129,10 +129,10 @@ class StorageFaultContract:
     def test_delete_prefix_is_retried_through_unavailable_answers(
         self, storage: Storage, through_faults: Storage, faults: FaultInjector
     ) -> None:
-        for i in range(self.keys_to_delete):
+        for i in range(self.keys_written):
             storage.put(f"faults/{i}", b"1")
         faults.inject(Fault.SERVICE_UNAVAILABLE, "delete_prefix", times=2)
-        assert through_faults.delete_prefix("faults") == self.keys_to_delete
+        assert through_faults.delete_prefix("faults") == self.keys_written
         assert list(storage.list("faults")) == []
         assert faults.outcomes("delete_prefix").count("503") == 2
 
