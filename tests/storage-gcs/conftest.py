@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from servers.fake_gcs import FakeGCS, fake_gcs
-from servers.http_fault_proxy import HttpFaultProxy
 
+from durably.testing import HttpFaultProxy
 from durably_gcs import GCSStorage
 
 __all__ = ["fake_gcs"]  # the session fixture, re-exported so that pytest finds it here

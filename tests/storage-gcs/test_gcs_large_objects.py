@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from servers.http_fault_proxy import Fault, HttpFaultProxy, SeenRequest
-
+from durably.testing import Fault, HttpFaultProxy, SeenRequest
 from durably_gcs import GCSStorage
 from durably_gcs._storage import RESUMABLE_CHUNK_SIZE, RESUMABLE_THRESHOLD
 

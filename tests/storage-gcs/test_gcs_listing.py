@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from servers.http_fault_proxy import HttpFaultProxy
-
+from durably.testing import HttpFaultProxy
 from durably_gcs import GCSStorage
 from durably_gcs._storage import LIST_PAGE_SIZE
 

@@ -41,6 +41,36 @@ def test_bad_url_is_refused_with_the_reason(url: str, complaint: str) -> None:
         GCSStorage(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "option"),
+    [("gs://bucket/p?project=acme&project=other", "project"), ("gs://bucket/p?projekt=acme", "projekt")],
+)
+def test_a_repeated_or_unknown_option_is_refused_naming_the_option_and_the_url(url: str, option: str) -> None:
+    # GCS used to keep the last of a repeated option; now the rule of every backend (parse_storage_url)
+    with pytest.raises(ValueError) as caught:
+        GCSStorage(url)
+    assert f"'{option}'" in str(caught.value)
+    assert url in str(caught.value)
+
+
+def test_url_with_credentials_is_refused_without_repeating_them() -> None:
+    with pytest.raises(ValueError, match="credentials") as caught:
+        GCSStorage("gs://someone:TOPSECRET@bucket/p")
+    assert "TOPSECRET" not in str(caught.value)
+
+
+def test_an_empty_option_is_left_unset() -> None:
+    storage = GCSStorage("gs://bucket/p?create_bucket=&project=")
+    assert (storage.location.create_bucket, storage.location.project) == (False, None)
+    assert storage.url == "gs://bucket/p"
+
+
+def test_the_prefix_is_percent_decoded_and_encoded_again_in_the_canonical_url() -> None:
+    storage = GCSStorage("gs://bucket/runs%20of%20today/x")
+    assert storage.location.prefix == "runs of today/x"
+    assert storage.url == "gs://bucket/runs%20of%20today/x"
+
+
 @pytest.mark.parametrize("scheme", ["gs", "gcs"])
 def test_open_storage_finds_the_backend_through_the_entry_point(scheme: str, bucket: str) -> None:
     url = f"{scheme}://{bucket}/found"

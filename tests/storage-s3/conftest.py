@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servers.http_fault_proxy import HttpFaultProxy
 from servers.seaweedfs import (
     REGION,
     TEST_BUCKET,
@@ -16,6 +15,7 @@ from servers.seaweedfs import (
     seaweedfs,
 )
 
+from durably.testing import HttpFaultProxy
 from durably_s3 import S3Storage
 
 # the session fixtures, re-exported so that pytest finds them here

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from servers.http_fault_proxy import HttpFaultProxy
-
+from durably.testing import HttpFaultProxy
 from durably_s3 import S3Storage
 
 

@@ -1,52 +1,43 @@
-"""Failures on the wire (503, 429, resets, lost answers) are retried; lasting ones and refusals are not."""
+"""Failures on the wire (503, 429, resets, lost or slow answers) are retried; lasting ones and refusals not.
+
+The faults every backend must survive are durably's StorageFaultContract, run here through a
+real HTTP proxy in front of SeaweedFS; the tests after it are the S3-specific ones (the bucket
+check, listing pages, multipart uploads, the retry budget, refusals).
+"""
 
 from __future__ import annotations
 
 import pytest
-from servers.http_fault_proxy import Fault, HttpFaultProxy
 from servers.seaweedfs import TEST_BUCKET, WRONG_PROFILE
 
 import durably_s3._storage
 from durably.storage import KeyNotFound, StoragePermanentError, TransientStorageError
+from durably.testing import Fault, HttpFaultInjector, HttpFaultProxy, HttpRoute, StorageFaultContract
 from durably_s3 import S3Storage
+
+#: The request that carries each Storage operation, among those the operation sends.
+S3_ROUTES = {
+    "put": HttpRoute("PUT"),
+    "put_if_absent": HttpRoute("PUT"),
+    "get": HttpRoute("GET"),
+    "exists": HttpRoute("HEAD"),
+    "list": HttpRoute("GET", "list-type=2"),
+    "delete_prefix": HttpRoute("POST", "delete"),
+}
+
+
+class TestS3StorageFaults(StorageFaultContract):
+    @pytest.fixture
+    def faults(self, proxy: HttpFaultProxy) -> HttpFaultInjector:
+        return HttpFaultInjector(proxy, S3_ROUTES)
+
+    @pytest.fixture
+    def faulty_storage(self, proxied_storage: S3Storage) -> S3Storage:
+        return proxied_storage
 
 
 def _outcomes(proxy: HttpFaultProxy, method: str, fragment: str = "") -> list[str]:
     return [seen.outcome for seen in proxy.requests if seen.method == method and fragment in seen.path]
-
-
-def test_put_is_retried_through_503_answers(proxied_storage: S3Storage, proxy: HttpFaultProxy) -> None:
-    proxy.inject(Fault.SERVICE_UNAVAILABLE, times=3, method="PUT")
-    proxied_storage.put("wf/a", b"value")
-    assert _outcomes(proxy, "PUT") == ["503", "503", "503", "forwarded"]
-    assert proxied_storage.get("wf/a") == b"value"
-
-
-def test_get_is_retried_through_connection_resets(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    storage.put("wf/a", b"value")
-    proxy.inject(Fault.RESET, times=2, method="GET", path_contains="/wf/a")
-    assert proxied_storage.get("wf/a") == b"value"
-    assert _outcomes(proxy, "GET", "/wf/a") == ["reset", "reset", "forwarded"]
-
-
-def test_get_is_retried_through_429_throttling(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    storage.put("wf/a", b"value")
-    proxy.inject(Fault.TOO_MANY_REQUESTS, times=2, method="GET", path_contains="/wf/a")
-    assert proxied_storage.get("wf/a") == b"value"
-    assert _outcomes(proxy, "GET", "/wf/a") == ["429", "429", "forwarded"]
-
-
-def test_exists_is_retried_through_503_answers(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    storage.put("wf/a", b"value")
-    proxy.inject(Fault.SERVICE_UNAVAILABLE, times=2, method="HEAD", path_contains="/wf/a")
-    assert proxied_storage.exists("wf/a") is True
-    assert _outcomes(proxy, "HEAD", "/wf/a") == ["503", "503", "forwarded"]
 
 
 def test_the_bucket_check_is_retried_through_connection_resets(
@@ -67,40 +58,6 @@ def test_a_later_listing_page_is_retried_through_a_reset(
     proxy.inject(Fault.RESET, method="GET", path_contains="continuation-token=")
     assert list(proxied_storage.list("wf")) == keys
     assert _outcomes(proxy, "GET", "continuation-token=") == ["reset", "forwarded"]
-
-
-def test_delete_prefix_is_retried_through_503_answers(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    for i in range(20):
-        storage.put(f"wf/{i}", b"1")
-    proxy.inject(Fault.SERVICE_UNAVAILABLE, times=2, method="POST", path_contains="delete")
-    assert proxied_storage.delete_prefix("wf") == 20
-    assert list(storage.list("wf")) == []
-    assert _outcomes(proxy, "POST", "delete") == ["503", "503", "forwarded"]
-
-
-def test_put_if_absent_whose_answer_was_lost_reports_that_it_created_the_key(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    proxy.inject(Fault.DROP_RESPONSE, method="PUT", path_contains="/wf/lease")
-    assert proxied_storage.put_if_absent("wf/lease", b"owner-1") is True
-    # the retry was refused (412) because the first attempt had created the object
-    assert [(seen.outcome, seen.status) for seen in proxy.requests if seen.method == "PUT"] == [
-        ("drop-response", 200),
-        ("forwarded", 412),
-    ]
-    assert storage.get("wf/lease") == b"owner-1"
-
-
-def test_put_if_absent_whose_answer_was_lost_still_loses_to_an_equal_value_written_before(
-    proxied_storage: S3Storage, storage: S3Storage, proxy: HttpFaultProxy
-) -> None:
-    # the same bytes, from another writer: only the writer token in the metadata tells them apart
-    assert storage.put_if_absent("wf/lease", b"same value") is True
-    proxy.inject(Fault.DROP_RESPONSE, method="PUT", path_contains="/wf/lease")
-    assert proxied_storage.put_if_absent("wf/lease", b"same value") is False
-    assert _outcomes(proxy, "PUT") == ["drop-response", "forwarded"]
 
 
 def test_large_put_if_absent_whose_answer_was_lost_reports_that_it_created_the_key(

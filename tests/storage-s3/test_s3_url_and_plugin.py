@@ -28,7 +28,7 @@ def test_bucket_alone_is_a_storage_at_the_bucket_root() -> None:
     ("url", "complaint"),
     [
         ("gs://bucket/wf", "s3://bucket/prefix"),
-        ("s3:///wf", "bucket name"),
+        ("s3:///wf", "names no bucket"),
         ("s3://Bad_Bucket!/wf", "bucket name"),
         ("s3://bucket/wf?colour=blue", "unknown option 'colour'"),
         ("s3://bucket/wf?region=a&region=b", "twice"),
@@ -42,6 +42,21 @@ def test_bad_url_is_refused_with_what_is_wrong(url: str, complaint: str) -> None
     with pytest.raises(ValueError) as caught:
         S3Storage(url)
     assert complaint in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "option"),
+    [
+        ("s3://bucket/wf?region=eu-west-1&region=eu-west-1", "region"),
+        ("s3://bucket/wf?regoin=eu-west-1", "regoin"),
+    ],
+)
+def test_a_repeated_or_unknown_option_is_refused_naming_the_option_and_the_url(url: str, option: str) -> None:
+    # even with the same value twice: the rule of every backend (durably.storage.parse_storage_url)
+    with pytest.raises(ValueError) as caught:
+        S3Storage(url)
+    assert f"'{option}'" in str(caught.value)
+    assert url in str(caught.value)
 
 
 def test_building_a_storage_makes_no_request() -> None:

@@ -39,3 +39,9 @@ def test_url_is_canonical(tmp_path: Path) -> None:
 def test_a_relative_path_is_refused() -> None:
     with pytest.raises(ValueError, match="absolute"):
         ExampleStorage("example://relative/folder")
+
+
+def test_an_unknown_option_is_refused_naming_it(tmp_path: Path) -> None:
+    # durably.storage.parse_storage_url's rule, the same for every backend: no option goes unnoticed
+    with pytest.raises(ValueError, match="unknown option 'colour'"):
+        ExampleStorage(f"example://{tmp_path}?colour=blue")

@@ -5,18 +5,20 @@ from __future__ import annotations
 import builtins
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlparse
 
 from durably.storage import (
+    WRITER_METADATA,
+    Creation,
     KeyNotFound,
     StoragePermanentError,
     TransientStorageError,
+    format_storage_url,
     join_key,
+    parse_storage_url,
     validate_key,
 )
 
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Custom metadata that marks which ``put_if_absent`` call created an object (see put_if_absent).
-WRITER_METADATA_KEY = "durably-writer"
 #: google-cloud-storage sends objects larger than this (its multipart limit) as a resumable session.
 RESUMABLE_THRESHOLD = 8 * 1024 * 1024
 #: Bytes per request of a resumable upload; a failed chunk is retried alone, not the whole object.
@@ -42,8 +42,6 @@ RETRY_INITIAL_DELAY = 0.1
 RETRY_MAX_DELAY = 5.0
 RETRY_TIMEOUT = 120.0
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _OPTIONS = ("project", "create_bucket", "location", "emulator")
 
 
@@ -61,50 +59,28 @@ class GCSLocation:
 
     @classmethod
     def parse(cls, url: str) -> GCSLocation:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("gs", "gcs"):
-            raise ValueError(f"GCSStorage takes gs:// (or gcs://) URLs, not {url!r}")
-        if not parsed.netloc:
-            raise ValueError(f"GCS storage URL {url!r} names no bucket; use gs://BUCKET/optional/prefix")
-        options = dict(parse_qsl(parsed.query, keep_blank_values=True))
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"GCS storage URL {url!r} has unknown option(s) {', '.join(unknown)}; "
-                f"known options: {', '.join(_OPTIONS)}"
-            )
-        emulator = options.get("emulator") or None
-        if emulator is not None and urlparse(emulator).scheme not in ("http", "https"):
-            raise ValueError(f"GCS storage URL {url!r}: emulator={emulator!r} must be an http(s):// URL")
-        prefix = parsed.path.strip("/")
-        if prefix:
-            validate_key(prefix)
+        parsed = parse_storage_url(
+            url, schemes=("gs", "gcs"), options=_OPTIONS, example="gs://BUCKET/optional/prefix"
+        )
         return cls(
-            bucket=parsed.netloc,
-            prefix=prefix,
-            project=options.get("project") or None,
-            create_bucket=_parse_flag(url, "create_bucket", options.get("create_bucket", "false")),
-            location=options.get("location") or None,
-            emulator=emulator,
+            bucket=parsed.bucket,
+            prefix=parsed.prefix,
+            project=parsed.option("project"),
+            create_bucket=parsed.flag("create_bucket"),
+            location=parsed.option("location"),
+            emulator=parsed.endpoint("emulator"),
         )
 
     @property
     def url(self) -> str:
-        """The canonical URL: ``gs://`` scheme, no stray slashes, options in a fixed order."""
-        options = {"project": self.project, "location": self.location, "emulator": self.emulator}
-        if self.create_bucket:
-            options["create_bucket"] = "true"
-        query = urlencode(sorted((name, value) for name, value in options.items() if value))
-        path = f"/{self.prefix}" if self.prefix else ""
-        return f"gs://{self.bucket}{path}" + (f"?{query}" if query else "")
-
-
-def _parse_flag(url: str, name: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ValueError(f"GCS storage URL {url!r}: option {name}={value!r} must be true or false")
+        """The canonical URL: ``gs://`` scheme, no stray slashes, options sorted."""
+        options = {
+            "create_bucket": "true" if self.create_bucket else None,
+            "emulator": self.emulator,
+            "location": self.location,
+            "project": self.project,
+        }
+        return format_storage_url("gs", self.bucket, self.prefix, options)
 
 
 def _retry_policy() -> Retry:
@@ -294,27 +270,32 @@ class GCSStorage:
         """Create ``key`` unless it exists, with ``ifGenerationMatch=0``.
 
         A retried request whose first attempt did create the object (the answer was lost) gets
-        412 like any loser would; the writer token in the object's metadata tells the two apart.
+        412 like any loser would; the creation token in the object's metadata tells the two apart
+        (:class:`durably.storage.Creation`). google's retries happen out of sight, so every 412
+        may hide a lost answer.
         """
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         data = bytes(data)
         if len(data) > RESUMABLE_THRESHOLD and self.exists(key):
             return False  # spare uploading a large value that cannot win
-        token = uuid.uuid4().hex
+        creation = Creation(maybe_applied=True)
         blob = self._blob(key)
-        blob.metadata = {WRITER_METADATA_KEY: token}
+        blob.metadata = creation.metadata
         try:
             self._translate(lambda: self._upload(blob, data, 0), "create", key)
             return True
         except PreconditionFailed:
-            pass
+            return creation.created_it(lambda: self._writer_of(blob.name, key))
         except NotFound as exc:
             self._not_found_on_write(exc, "create", key)
+
+    def _writer_of(self, name: str, key: str) -> str | None:
+        """The creation token stored with the object ``name``; None when it has none or is gone."""
         current = self._translate(
-            lambda: self._bucket().get_blob(blob.name, retry=self._retry), "read metadata", key
+            lambda: self._bucket().get_blob(name, retry=self._retry), "read metadata", key
         )
-        return current is not None and (current.metadata or {}).get(WRITER_METADATA_KEY) == token
+        return None if current is None else (current.metadata or {}).get(WRITER_METADATA)
 
     def get(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound

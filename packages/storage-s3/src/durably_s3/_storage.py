@@ -8,13 +8,11 @@ import contextlib
 import dataclasses
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -32,10 +30,14 @@ from botocore.exceptions import (
 )
 
 from durably.storage import (
+    WRITER_METADATA,
+    Creation,
     KeyNotFound,
     StorageError,
     StoragePermanentError,
     TransientStorageError,
+    format_storage_url,
+    parse_storage_url,
     retry_transient,
     validate_key,
 )
@@ -50,15 +52,11 @@ _MAX_PARTS = 10_000
 _PART_CONCURRENCY = 4
 #: How often one operation is tried before a transient error is raised (retry_transient's backoff).
 ATTEMPTS = 8
-#: User metadata naming the put_if_absent call that created an object (a random token per call).
-WRITER_METADATA = "durably-writer"
 #: delete_objects takes at most this many keys per request.
 _DELETE_BATCH = 1000
 
 _OPTIONS = ("region", "endpoint_url", "profile", "create_bucket", "addressing_style")
-_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -150,40 +148,27 @@ class _Location:
 
     @classmethod
     def parse(cls, url: str) -> _Location:
-        parts = urlsplit(url)
-        if parts.scheme != "s3":
-            raise ValueError(f"S3Storage takes s3://bucket/prefix URLs, not a {parts.scheme or 'bare'} URL")
-        if "@" in parts.netloc:
-            raise ValueError(f"an s3:// storage URL must not carry credentials; {_CREDENTIALS_HINT}")
-        bucket = parts.netloc
-        if not _BUCKET_NAME.fullmatch(bucket):
+        parsed = parse_storage_url(
+            url,
+            schemes=("s3",),
+            options=_OPTIONS,
+            example="s3://bucket/prefix",
+            credentials_hint=_CREDENTIALS_HINT,
+        )
+        if not _BUCKET_NAME.fullmatch(parsed.bucket):
             raise ValueError(
-                f"{bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, digits, '.', '-' or '_'): "
-                "use s3://bucket/prefix"
+                f"{parsed.bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, digits, "
+                "'.', '-' or '_'): use s3://bucket/prefix"
             )
-        prefix = unquote(parts.path).strip("/")
-        if prefix:
-            validate_key(prefix)
-        options: dict[str, str] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if any(word in name.lower() for word in _CREDENTIAL_WORDS):
-                raise ValueError(
-                    f"an s3:// storage URL must not carry credentials (option {name!r}); {_CREDENTIALS_HINT}"
-                )
-            if name not in _OPTIONS:
-                known = ", ".join(_OPTIONS)
-                raise ValueError(f"unknown option {name!r} in an s3:// storage URL; known options: {known}")
-            if name in options:
-                raise ValueError(f"option {name!r} appears twice in an s3:// storage URL")
-            options[name] = value
+        style = parsed.choice("addressing_style", ("auto", "path", "virtual"))
         return cls(
-            bucket=bucket,
-            prefix=prefix,
-            region=options.get("region") or None,
-            endpoint_url=_endpoint(options.get("endpoint_url")),
-            profile=options.get("profile") or None,
-            create_bucket=_flag("create_bucket", options.get("create_bucket", "")),
-            addressing_style=_addressing_style(options.get("addressing_style")),
+            bucket=parsed.bucket,
+            prefix=parsed.prefix,
+            region=parsed.option("region"),
+            endpoint_url=parsed.endpoint("endpoint_url"),
+            profile=parsed.option("profile"),
+            create_bucket=parsed.flag("create_bucket"),
+            addressing_style=None if style == "auto" else style,
         )
 
     @property
@@ -196,37 +181,7 @@ class _Location:
             "profile": self.profile,
             "region": self.region,
         }
-        # ':' and '/' stay readable; '&', '=', '%' and the like are still escaped
-        query = urlencode({name: value for name, value in options.items() if value is not None}, safe=":/")
-        path = f"/{quote(self.prefix, safe='/')}" if self.prefix else ""
-        return f"s3://{self.bucket}{path}" + (f"?{query}" if query else "")
-
-
-def _endpoint(value: str | None) -> str | None:
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("endpoint_url of an s3:// storage URL must be http(s)://host[:port]")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"the endpoint_url of an s3:// URL must not carry credentials; {_CREDENTIALS_HINT}")
-    return value.rstrip("/")
-
-
-def _flag(name: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ValueError(f"option {name} of an s3:// storage URL must be true or false, not {value!r}")
-
-
-def _addressing_style(value: str | None) -> str | None:
-    if value in (None, "", "auto"):
-        return None
-    if value not in ("path", "virtual"):
-        raise ValueError(f"addressing_style of an s3:// URL must be auto, path or virtual, not {value!r}")
-    return value
+        return format_storage_url("s3", self.bucket, self.prefix, options)
 
 
 class S3Storage:
@@ -266,24 +221,24 @@ class S3Storage:
         """Store ``data`` at ``key``, atomically replacing any previous object."""
         name = self._object_name(key)
         if len(data) >= MULTIPART_THRESHOLD:
-            self._put_in_parts(name, data, writer=None)
+            self._put_in_parts(name, data, creation=None)
             return
         self._call(lambda s3: s3.put_object(Bucket=self.bucket, Key=name, Body=data), "write", name)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` unless it exists (``If-None-Match: *``); True when this call created it."""
         name = self._object_name(key)
-        writer = secrets.token_hex(16)
+        creation = Creation()
         if len(data) >= MULTIPART_THRESHOLD:
-            return self._put_in_parts(name, data, writer=writer)
+            return self._put_in_parts(name, data, creation=creation)
 
         def create(s3: Any) -> bool:
             s3.put_object(
-                Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*", Metadata={WRITER_METADATA: writer}
+                Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*", Metadata=creation.metadata
             )
             return True
 
-        return self._create_once(create, name, writer)
+        return self._write_once(create, name, creation)
 
     def get(self, key: str) -> bytes:
         """The object at ``key``; raises :class:`~durably.storage.KeyNotFound` when there is none."""
@@ -388,13 +343,13 @@ class S3Storage:
 
         return self._call(delete, "delete", names[0])
 
-    def _put_in_parts(self, name: str, data: bytes, *, writer: str | None) -> bool:
+    def _put_in_parts(self, name: str, data: bytes, *, creation: Creation | None) -> bool:
         """A multipart upload; S3 publishes the object only when it is completed, all at once.
 
-        With a ``writer`` token, the upload is a create-only one (``If-None-Match: *`` on its
-        completion) whose object carries the token.
+        With a ``creation``, the upload is a create-only one (``If-None-Match: *`` on its
+        completion) whose object carries the creation's token.
         """
-        metadata = {} if writer is None else {"Metadata": {WRITER_METADATA: writer}}
+        metadata = {} if creation is None else {"Metadata": creation.metadata}
         upload_id: str = self._call(
             lambda s3: s3.create_multipart_upload(Bucket=self.bucket, Key=name, **metadata)["UploadId"],
             "start an upload to",
@@ -402,7 +357,7 @@ class S3Storage:
         )
         try:
             parts = self._upload_parts(name, upload_id, data)
-            condition = {} if writer is None else {"IfNoneMatch": "*"}
+            condition = {} if creation is None else {"IfNoneMatch": "*"}
 
             def complete(s3: Any) -> bool:
                 s3.complete_multipart_upload(
@@ -414,7 +369,7 @@ class S3Storage:
                 )
                 return True
 
-            created = self._create_once(complete, name, writer)
+            created = self._write_once(complete, name, creation)
         except BaseException:
             self._abort_upload(name, upload_id)
             raise
@@ -446,41 +401,38 @@ class S3Storage:
         with contextlib.suppress(ClientError, BotoCoreError):
             self._s3().abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
 
-    def _create_once(self, attempt: Callable[[Any], bool], name: str, writer: str | None) -> bool:
-        """Run a write (create-only when ``writer`` is given), retrying transient failures.
+    def _write_once(self, attempt: Callable[[Any], bool], name: str, creation: Creation | None) -> bool:
+        """Run a write (create-only when given a ``creation``), retrying transient failures.
 
-        A failed attempt may have created the object and lost only the answer; then the retry
-        is refused (412, or NoSuchUpload for a completed upload). In that case the object's
-        metadata tells whether it carries this call's ``writer`` token, that is, whether this
-        call created it, or another writer did.
+        A failed attempt may have been applied with only its answer lost; then the retry is
+        refused: 412 for a create-only write, NoSuchUpload for a completed multipart upload. A
+        plain write refused so did land; a create-only one did if the object carries the
+        creation's token (:class:`durably.storage.Creation`).
         """
-        answer_lost = False
+        tracker = creation or Creation()  # a plain write tracks its lost answers too
 
         def tracked(s3: Any) -> bool:
-            nonlocal answer_lost
             try:
-                return attempt(s3)
+                return tracker.attempt(lambda: attempt(s3), _is_transient)
             except ClientError as exc:
-                if answer_lost and _error_code(exc) == "NoSuchUpload":
-                    return writer is None or self._written_by(s3, name, writer)
-                if writer is not None and _is_precondition_failed(exc):
-                    return answer_lost and self._written_by(s3, name, writer)
-                answer_lost = answer_lost or _is_transient(exc)
-                raise
-            except BaseException as exc:
-                answer_lost = answer_lost or _is_transient(exc)
+                if tracker.maybe_applied and _error_code(exc) == "NoSuchUpload":
+                    return creation is None or creation.created_it(lambda: self._writer_of(s3, name))
+                if creation is not None and _is_precondition_failed(exc):
+                    return creation.created_it(lambda: self._writer_of(s3, name))
                 raise
 
         return self._call(tracked, "write", name)
 
-    def _written_by(self, s3: Any, name: str, writer: str) -> bool:
+    def _writer_of(self, s3: Any, name: str) -> str | None:
+        """The creation token stored with the object ``name``; None when it has none or is gone."""
         try:
             response = s3.head_object(Bucket=self.bucket, Key=name)
         except ClientError as exc:
             if _is_missing(exc):
-                return False
+                return None
             raise
-        return bool(response.get("Metadata", {}).get(WRITER_METADATA) == writer)
+        token = response.get("Metadata", {}).get(WRITER_METADATA)
+        return None if token is None else str(token)
 
     def _call(self, operation: Callable[[Any], T], action: str, name: str) -> T:
         """Run ``operation(client)`` with retries; turn botocore's errors into durably's."""

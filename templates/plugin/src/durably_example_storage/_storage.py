@@ -13,6 +13,8 @@ from durably.storage import (
     KeyNotFound,
     StoragePermanentError,
     TransientStorageError,
+    format_storage_url,
+    parse_storage_url,
     retry_transient,
     validate_key,
 )
@@ -27,14 +29,18 @@ _TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EST
 
 
 def root_from_url(url: str) -> Path:
-    """The folder an ``example:///absolute/path`` URL names."""
-    prefix = f"{SCHEME}://"
-    if not url.startswith(prefix):
-        raise ValueError(f"ExampleStorage takes {prefix} URLs, not {url!r}")
-    path = url[len(prefix) :]
-    if not path.startswith("/"):
-        raise ValueError(f"{url!r} must name an absolute folder: {prefix}/absolute/path")
-    return Path(path).resolve()
+    """The folder an ``example:///absolute/path`` URL names.
+
+    durably's parser applies the rules every backend shares (the scheme, no credentials, each
+    option known and given once); a backend with options lists them in ``options=`` and reads
+    them with ``parsed.option(name)``, ``parsed.flag(name)`` or ``parsed.endpoint(name)``.
+    """
+    parsed = parse_storage_url(
+        url, schemes=(SCHEME,), example=f"{SCHEME}:///absolute/path", needs_bucket=False
+    )
+    if not parsed.path.startswith("/"):
+        raise ValueError(f"storage URL {url!r} must name an absolute folder: {SCHEME}:///absolute/path")
+    return Path(parsed.path).resolve()
 
 
 class ExampleStorage:
@@ -53,7 +59,7 @@ class ExampleStorage:
     def __init__(self, url: str) -> None:
         self.root = root_from_url(url)
         #: The canonical URL: building an ExampleStorage from it in any process reaches the same data.
-        self.url = f"{SCHEME}://{self.root.as_posix()}"
+        self.url = format_storage_url(SCHEME, "", self.root.as_posix(), {})
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

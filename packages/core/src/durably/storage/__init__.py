@@ -1,4 +1,4 @@
-"""The Storage protocol that every backend implements, and the built-in backends."""
+"""The Storage protocol that every backend implements, the built-in backends, and helpers for plugins."""
 
 from durably.storage._base import (
     KeyNotFound,
@@ -10,18 +10,25 @@ from durably.storage._base import (
     retry_transient,
     validate_key,
 )
+from durably.storage._create import WRITER_METADATA, Creation
 from durably.storage._file import FileStorage
 from durably.storage._memory import MemoryStorage
+from durably.storage._url import StorageURL, format_storage_url, parse_storage_url
 
 __all__ = [
+    "WRITER_METADATA",
+    "Creation",
     "FileStorage",
     "KeyNotFound",
     "MemoryStorage",
     "Storage",
     "StorageError",
     "StoragePermanentError",
+    "StorageURL",
     "TransientStorageError",
+    "format_storage_url",
     "join_key",
+    "parse_storage_url",
     "retry_transient",
     "validate_key",
 ]

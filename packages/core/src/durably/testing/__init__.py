@@ -7,6 +7,13 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
   races, listing, ``delete_prefix``, large values, unicode and invalid keys, and rebuilding a
   backend from its URL in another object and another process. Fixture: ``storage``.
 
+* :class:`StorageFaultContract` — a networked backend survives transient errors (503, 429,
+  resets), lost answers (a write applied, its answer dropped: it lands once, and a
+  ``put_if_absent`` still tells truly whether it created the key) and slow answers. Fixtures:
+  ``storage``, ``faulty_storage`` and ``faults``, a :class:`FaultInjector`;
+  :class:`HttpFaultInjector` (an :class:`HttpFaultProxy` plus an :class:`HttpRoute` per
+  operation) is one for HTTP services.
+
 * :class:`EventListenerContract` — event listener plugins: delivery, redelivery before the
   checkpoint, none after it, idempotent ``event_checkpointed``, picklable events. Fixtures:
   ``listener_factory``, ``event_args``, ``emit`` (and optionally ``payload_of``).
@@ -17,7 +24,21 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
 """
 
 from durably.testing.events import EventListenerContract
+from durably.testing.faults import Fault, FaultInjector, Operation, StorageFaultContract
+from durably.testing.http_faults import HttpFaultInjector, HttpFaultProxy, HttpRoute, SeenRequest
 from durably.testing.storage import StorageContract
 from durably.testing.workflows import StorageWorkflowContract
 
-__all__ = ["EventListenerContract", "StorageContract", "StorageWorkflowContract"]
+__all__ = [
+    "EventListenerContract",
+    "Fault",
+    "FaultInjector",
+    "HttpFaultInjector",
+    "HttpFaultProxy",
+    "HttpRoute",
+    "Operation",
+    "SeenRequest",
+    "StorageContract",
+    "StorageFaultContract",
+    "StorageWorkflowContract",
+]

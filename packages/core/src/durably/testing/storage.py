@@ -37,6 +37,18 @@ def value_is_whole(value: bytes) -> bool:
     return value == versioned_value(version, size)
 
 
+def race_to_create(storage: Storage, key: str, *, contenders: int) -> list[bool]:
+    """``put_if_absent(key, b"contender-N")`` from ``contenders`` threads released at once; their answers."""
+    start = threading.Barrier(contenders)
+
+    def contend(index: int) -> bool:
+        start.wait()
+        return storage.put_if_absent(key, f"contender-{index}".encode())
+
+    with concurrent.futures.ThreadPoolExecutor(contenders) as pool:
+        return list(pool.map(contend, range(contenders)))
+
+
 def _open_and_exchange(factory: Callable[[str], Storage], url: str, read_key: str, write_key: str) -> bytes:
     """Run in another process: rebuild the storage from its URL, read one key and write another."""
     storage = factory(url)
@@ -194,15 +206,7 @@ class StorageContract:
         assert storage.get("lease") == b"theirs"
 
     def test_put_if_absent_lets_exactly_one_of_eight_racing_threads_win(self, storage: Storage) -> None:
-        contenders = 8
-        start = threading.Barrier(contenders)
-
-        def contend(index: int) -> bool:
-            start.wait()
-            return storage.put_if_absent("race", f"contender-{index}".encode())
-
-        with concurrent.futures.ThreadPoolExecutor(contenders) as pool:
-            results = list(pool.map(contend, range(contenders)))
+        results = race_to_create(storage, "race", contenders=8)
         assert results.count(True) == 1
         assert storage.get("race") == f"contender-{results.index(True)}".encode()
 

@@ -1,24 +1,27 @@
 """A real HTTP reverse proxy on 127.0.0.1 that records every request and injects network faults.
 
 Put it between a client and a server on loopback (point the client at ``proxy.url``) to make
-real failures happen on the wire: an HTTP 503 answered by the proxy, a connection reset before
-the request reaches the server, or a reset after the server has done the work (the answer is
-lost). Every request it sees is recorded with what the proxy did to it, so a test can assert
-that the client retried, and what it sent.
+real failures happen on the wire: an HTTP 503 or 429 answered by the proxy, a connection reset
+before the request reaches the server, a reset after the server has done the work (the answer
+is lost), or an answer relayed late. Every request it sees is recorded with what the proxy did
+to it, so a test can assert that the client retried, and what it sent.
+:class:`HttpFaultInjector` aims it at Storage operations, for :class:`StorageFaultContract`.
 """
 
 from __future__ import annotations
 
-import enum
 import http.client
 import socket
 import struct
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlparse
+
+from durably.testing.faults import Fault, Operation
 
 _HOP_BY_HOP = {
     "connection",
@@ -31,19 +34,6 @@ _HOP_BY_HOP = {
     "upgrade",
     "content-length",
 }
-
-
-class Fault(enum.Enum):
-    """What the proxy does to a request instead of (or after) forwarding it."""
-
-    #: Answer ``503 Service Unavailable`` itself; the server never sees the request.
-    SERVICE_UNAVAILABLE = "503"
-    #: Answer ``429 Too Many Requests`` itself (throttling); the server never sees the request.
-    TOO_MANY_REQUESTS = "429"
-    #: Reset the connection (TCP RST) without answering; the server never sees the request.
-    RESET = "reset"
-    #: Forward the request, let the server act on it, then reset instead of relaying the answer.
-    DROP_RESPONSE = "drop-response"
 
 
 @dataclass
@@ -77,6 +67,7 @@ class _State:
     rules: list[FaultRule] = field(default_factory=list)
     seen: list[SeenRequest] = field(default_factory=list)
     proxy_origin: str = ""
+    slow_seconds: float = 0.5
 
     def fault_for(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -158,7 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
             record(fault.value, response.status)
             self._reset_connection()
             return
-        record("forwarded", response.status)
+        if fault is Fault.SLOW_RESPONSE:
+            time.sleep(state.slow_seconds)
+        record("forwarded" if fault is None else fault.value, response.status)
         self.send_response_only(response.status, response.reason)
         upstream_origin = f"http://{state.upstream_host}:{state.upstream_port}"
         for name, value in response_headers:
@@ -184,13 +177,17 @@ class _ProxyServer(ThreadingHTTPServer):
 
 
 class HttpFaultProxy:
-    """A reverse proxy from ``url`` (on 127.0.0.1) to ``upstream``; use as a context manager."""
+    """A reverse proxy from ``url`` (on 127.0.0.1) to ``upstream``; use as a context manager.
 
-    def __init__(self, upstream: str) -> None:
+    ``slow_seconds`` is how late :attr:`Fault.SLOW_RESPONSE` relays an answer: keep it below
+    the client's read timeout, so that the answer is late but not lost.
+    """
+
+    def __init__(self, upstream: str, *, slow_seconds: float = 0.5) -> None:
         parsed = urlparse(upstream)
         if parsed.scheme != "http" or parsed.hostname is None or parsed.port is None:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
-        self._state = _State(parsed.hostname, parsed.port)
+        self._state = _State(parsed.hostname, parsed.port, slow_seconds=slow_seconds)
         self._server = _ProxyServer(self._state)
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -242,3 +239,54 @@ class HttpFaultProxy:
         with self._state.lock:
             self._state.seen.clear()
             self._state.rules.clear()
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """The requests that carry one Storage operation: an HTTP method and, optionally, a path fragment."""
+
+    method: str
+    path_contains: str | None = None
+
+    def matches(self, request: SeenRequest) -> bool:
+        """Whether ``request`` is one of this route's."""
+        return request.method == self.method and (
+            self.path_contains is None or self.path_contains in request.path
+        )
+
+
+class HttpFaultInjector:
+    """A :class:`~durably.testing.FaultInjector` over an :class:`HttpFaultProxy`.
+
+    ``routes`` maps each Storage operation to the request that carries it, e.g. for S3
+    ``{"put": HttpRoute("PUT"), "get": HttpRoute("GET"), "exists": HttpRoute("HEAD"), ...}``.
+    A route needs to single out its operation's request only among the requests that operation
+    itself sends (a listing before a batch delete, a metadata read after a refused create).
+    """
+
+    def __init__(self, proxy: HttpFaultProxy, routes: Mapping[Operation, HttpRoute]) -> None:
+        self.proxy = proxy
+        self.routes = dict(routes)
+
+    def _route(self, operation: Operation) -> HttpRoute:
+        try:
+            return self.routes[operation]
+        except KeyError:
+            known = ", ".join(sorted(self.routes))
+            raise ValueError(
+                f"no HttpRoute for the operation {operation!r}; routes given for: {known}"
+            ) from None
+
+    def inject(self, fault: Fault, operation: Operation, *, times: int = 1) -> None:
+        """Apply ``fault`` to the next ``times`` requests on ``operation``'s route."""
+        route = self._route(operation)
+        self.proxy.inject(fault, times=times, method=route.method, path_contains=route.path_contains)
+
+    def outcomes(self, operation: Operation) -> list[str]:
+        """What became of each request on ``operation``'s route, in order."""
+        route = self._route(operation)
+        return [seen.outcome for seen in self.proxy.requests if route.matches(seen)]
+
+    def forget(self) -> None:
+        """Drop the proxy's record of requests and its fault rules."""
+        self.proxy.forget()
