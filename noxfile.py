@@ -107,7 +107,13 @@ def _faults(session: nox.Session, arguments: list[str]) -> None:
     """The fault-injection suite of tests/faults, with its test-only plugin kit installed."""
     session.install("-e", f"{ROOT / 'packages' / 'core'}[testing]", "-e", str(FAULTS_KIT), *TEST_TOOLS)
     session.run(
-        "pytest", "tests/faults", "-p", "no:cacheprovider", "-rA", *arguments, env={"DURABLY_TEST_STORAGE": "file"}
+        "pytest",
+        "tests/faults",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        *arguments,
+        env={"DURABLY_TEST_STORAGE": "file"},
     )
 
 

@@ -38,7 +38,9 @@ def _seeds(config: pytest.Config, option: str, smoke: tuple[int, ...]) -> list[A
     runs = config.getoption(option)
     if runs is None:
         return [pytest.param(seed, marks=pytest.mark.faults_smoke) for seed in smoke]
-    return [pytest.param(seed, marks=[pytest.mark.faults_smoke] if seed in smoke else []) for seed in range(runs)]
+    return [
+        pytest.param(seed, marks=[pytest.mark.faults_smoke] if seed in smoke else []) for seed in range(runs)
+    ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

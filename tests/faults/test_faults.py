@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from durably_faults.checker import Verdict, check_actor_run, check_run
 from durably_faults.nemesis import ActorPlan, Plan
 from durably_faults.supervisor import Cluster, run_actor_plan, run_plan
@@ -19,14 +20,17 @@ ACTOR_CALLS = 200
 
 
 def _broken(verdict: Verdict) -> str:
-    lines = [f"seed {verdict.record.seed} ({verdict.record.kind}), faults {dict(verdict.record.faults)}, "
-             f"run folder {verdict.record.run_dir}"]
+    lines = [
+        f"seed {verdict.record.seed} ({verdict.record.kind}), faults {dict(verdict.record.faults)}, "
+        f"run folder {verdict.record.run_dir}"
+    ]
     for check in verdict.failed:
         lines.append(f"  {check}:")
         lines += [f"    {finding}" for finding in verdict.findings[check][:8]]
     return "\n".join(lines)
 
 
+@pytest.mark.timeout(1200)  # a run's supervisor gives up after 480 s; the checks take a minute
 def test_workload_gives_its_answer_once_under_faults(
     seed: int, tmp_path: Path, request: Any, verdicts: list[Verdict]
 ) -> None:
@@ -40,6 +44,7 @@ def test_workload_gives_its_answer_once_under_faults(
     assert not verdict.failed, _broken(verdict)
 
 
+@pytest.mark.timeout(1200)
 def test_virtual_actor_applies_each_call_once_under_faults(
     actor_seed: int, tmp_path: Path, verdicts: list[Verdict]
 ) -> None:

@@ -34,7 +34,7 @@ def main(storage: str, actor_id: str, caller: str, calls: int, run_dir: str) -> 
     workflow.init(storage=storage, executor="local")
     callers = Path(run_dir, "callers")
     done = {record["call"] for record in ledger.read(callers) if record.get("caller") == caller}
-    counter = Counter.get_or_create(actor_id)
+    counter = Counter.get_or_create(actor_id)  # type: ignore[attr-defined]
     for index in range(calls):
         call = f"{caller}-{index}"
         if call in done:

@@ -58,8 +58,11 @@ def check_run(record: RunRecord) -> Verdict:
     expected = workload.expected_answer()
     if record.gave_up:
         found["successful"].append(f"the supervisor gave up: {record.gave_up}")
-    failures = [status for status in record.statuses if status != "SUCCESSFUL" and status != "RESUMABLE"
-                and status != "RUNNING"]
+    failures = [
+        status
+        for status in record.statuses
+        if status != "SUCCESSFUL" and status != "RESUMABLE" and status != "RUNNING"
+    ]
     if failures:
         found["successful"].append(f"statuses seen after a driver ended: {record.statuses}")
     callers = ledger.read(record.run_dir / "callers")
@@ -98,7 +101,9 @@ def check_run(record: RunRecord) -> Verdict:
             found["no re-execution"].append(f"{name}: {len(late)} attempt(s) after its checkpoint")
         if len({line["data"] for line in written}) > 1:
             verdict.lost_results += 1
-            found["one result"].append(f"{name}: checkpoint written {len(written)} times with different bytes")
+            found["one result"].append(
+                f"{name}: checkpoint written {len(written)} times with different bytes"
+            )
 
     stored_attempts: dict[str, str] = {}
     for name in workload.step_names():
@@ -145,8 +150,9 @@ def check_actor_run(record: RunRecord, actor_id: str, callers: int, calls: int) 
     for line in ledger.read(record.run_dir / "callers"):
         if line.get("event") == "output":
             if line["call"] in results and results[line["call"]] != line["output"]:
-                found["one result"].append(f"call {line['call']} returned {results[line['call']]} and then "
-                                           f"{line['output']}")
+                found["one result"].append(
+                    f"call {line['call']} returned {results[line['call']]} and then {line['output']}"
+                )
             results[line["call"]] = line["output"]
     values = sorted(results.values())
     if values != list(range(1, total + 1)):

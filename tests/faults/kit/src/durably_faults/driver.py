@@ -21,8 +21,8 @@ def _shorten_lease(seconds: float) -> None:
     # renewal); a test that must outlive a lease in seconds sets them here, in its own process.
     from durably import _lease
 
-    _lease.LEASE_SECONDS = seconds  # type: ignore[misc]
-    _lease.RENEW_EVERY = seconds / 3  # type: ignore[misc]
+    _lease.LEASE_SECONDS = seconds
+    _lease.RENEW_EVERY = seconds / 3
 
 
 def main(storage: str, executor: str, workflow_id: str, run_dir: str, mode: str) -> None:

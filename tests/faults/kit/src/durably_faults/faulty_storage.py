@@ -28,8 +28,15 @@ SCHEME = "faulty+file"
 FAULT_KINDS = ("before", "after", "slow")
 
 
-def faulty_url(root: str, *, seed: int, before: float = 0.0, after: float = 0.0, slow: float = 0.0,
-               slow_seconds: float = 1.0) -> str:
+def faulty_url(
+    root: str,
+    *,
+    seed: int,
+    before: float = 0.0,
+    after: float = 0.0,
+    slow: float = 0.0,
+    slow_seconds: float = 1.0,
+) -> str:
     """The URL of a faulty storage over the folder ``root`` (probabilities per write)."""
     return (
         f"{SCHEME}://{root}?seed={seed}&before={before}&after={after}&slow={slow}&slow_seconds={slow_seconds}"
@@ -51,8 +58,10 @@ class FaultyStorage:
         options = {name: values[-1] for name, values in parse_qs(parsed.query).items()}
         unknown = set(options) - {"seed", "slow_seconds", *FAULT_KINDS}
         if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: seed, slow_seconds, "
-                             f"{', '.join(FAULT_KINDS)}")
+            raise ValueError(
+                f"unknown option(s) {sorted(unknown)} in {url!r}; known: seed, slow_seconds, "
+                f"{', '.join(FAULT_KINDS)}"
+            )
         self.url = url
         self.seed = int(options.get("seed", "0"))
         self.probability = {kind: float(options.get(kind, "0")) for kind in FAULT_KINDS}

@@ -14,7 +14,9 @@ def table(verdicts: Iterable[Verdict]) -> str:
     for verdict in verdicts:
         faults.update(verdict.record.faults)
     kills = sum(count for kind, count in faults.items() if kind.startswith("kill-"))
-    storage_runs = sum(1 for verdict in verdicts if any(k.startswith("storage-") for k in verdict.record.faults))
+    storage_runs = sum(
+        1 for verdict in verdicts if any(k.startswith("storage-") for k in verdict.record.faults)
+    )
     rows = [
         ("runs", str(len(verdicts))),
         ("runs with storage faults", str(storage_runs)),

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def run_plan(
     cluster: Cluster | None,
     *,
     max_drivers: int = 25,
-    budget_seconds: float = 300.0,
+    budget_seconds: float = 480.0,
 ) -> RunRecord:
     """Drive the workload under ``plan`` until it ends (or the bounds are hit); the checker reads the rest."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -81,19 +82,34 @@ def run_plan(
 
     def driver(mode: str) -> subprocess.Popen[bytes]:
         record.drivers += 1
-        arguments = ["-m", "durably_faults.driver", url, plan.executor, record.workflow_id, str(run_dir), mode]
+        arguments = [
+            "-m",
+            "durably_faults.driver",
+            url,
+            plan.executor,
+            record.workflow_id,
+            str(run_dir),
+            mode,
+        ]
         return _spawn(arguments, run_dir, env)
 
     started = time.monotonic()
     drivers = [driver("run")]
     paused: list[tuple[float, subprocess.Popen[bytes]]] = []  # (monotonic time to SIGCONT, driver)
     schedule = list(plan.schedule)
+    # The schedule counts from the first step attempt, not from the first driver's start, so a
+    # loaded machine's slow start does not make the faults miss the workflow.
+    origin: float | None = None
     finished = False
     while True:
         elapsed = time.monotonic() - started
-        while schedule and schedule[0][0] <= elapsed and not finished:
+        if origin is None and ledger.read(run_dir / "ledger"):
+            origin = time.monotonic()
+        while (
+            origin is not None and schedule and schedule[0][0] <= time.monotonic() - origin and not finished
+        ):
             _, action = schedule.pop(0)
-            if _inject(action, drivers, paused, run_dir, cluster, record, driver):
+            if _inject(action, drivers, paused, run_dir, cluster, driver):
                 record.faults[action] += 1
         for until, process in list(paused):
             if time.monotonic() >= until:
@@ -115,7 +131,8 @@ def run_plan(
             break
         if drivers[-1].returncode not in (None, 0, -signal.SIGKILL):
             time.sleep(1.0)  # it failed (say, "already running" while the dead driver's lease lapses)
-        drivers.append(driver("resume"))
+        # A driver killed before it created the workflow leaves nothing to resume: run it again.
+        drivers.append(driver("run" if status == "NONE" else "resume"))
     _count_storage_faults(record)
     return record
 
@@ -126,22 +143,21 @@ def _inject(
     paused: list[tuple[float, subprocess.Popen[bytes]]],
     run_dir: Path,
     cluster: Cluster | None,
-    record: RunRecord,
-    driver: object,
+    driver: Callable[[str], subprocess.Popen[bytes]],
 ) -> bool:
     """Apply one scheduled fault; False when it found nothing to hit (the table counts applied ones)."""
     live = [process for process in drivers if process.poll() is None]
     if action == "kill-driver":
         return bool(live) and nemesis.send(live[-1].pid, signal.SIGKILL)
     if action == "race-driver":
-        drivers.append(driver("resume"))  # type: ignore[operator]
+        drivers.append(driver("resume"))
         return True
     if action == "pause-driver":
         if not live:
             return False
         nemesis.send(live[-1].pid, signal.SIGSTOP)
         time.sleep(nemesis.PAUSE_SECONDS)
-        drivers.append(driver("resume"))  # type: ignore[operator]
+        drivers.append(driver("resume"))
         # The racer takes the lapsed lease over; the paused driver wakes up while it drives.
         paused.append((time.monotonic() + nemesis.LEASE_SECONDS, live[-1]))
         return True

@@ -71,9 +71,15 @@ def judge(path: str, caught: tuple[Any, BaseException | None]) -> dict[str, Any]
 
 
 @workflow.step
-def total(path: str, chain: dict[str, Any], fan: dict[str, Any], loop: dict[str, Any],
-          judged: dict[str, Any], slept: None) -> dict[str, Any]:
-    parts = {"c%03d" % (CHAIN - 1): chain, "gather": fan, "l000": loop, "judge": judged}
+def total(
+    path: str,
+    chain: dict[str, Any],
+    fan: dict[str, Any],
+    loop: dict[str, Any],
+    judged: dict[str, Any],
+    slept: None,
+) -> dict[str, Any]:
+    parts = {f"c{CHAIN - 1:03d}": chain, "gather": fan, "l000": loop, "judge": judged}
     consumed = {name: part["a"] for name, part in parts.items()}
     return _attempt(path, "total", sum(part["v"] for part in parts.values()), consumed)
 
