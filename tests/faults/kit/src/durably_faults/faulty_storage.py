@@ -14,6 +14,7 @@ Every successful write and every injected fault is appended to ``<root>.writes``
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import threading
 import time
@@ -75,11 +76,14 @@ class FaultyStorage:
         return (FaultyStorage, (self.url,))
 
     def _fault(self, operation: str, key: str) -> str | None:
-        """The fault this write gets: the n-th write of a key in a process draws the same way on replay."""
+        """The fault this write gets, drawn from the seed, the key, and the process (so that a fault
+        stays transient: the next process to write the key draws again)."""
         with self._lock:
             draw = self._draws.get(key, 0)
             self._draws[key] = draw + 1
-        digest = hashlib.blake2b(f"{self.seed}/{operation}/{key}/{draw}".encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(
+            f"{self.seed}/{os.getpid()}/{operation}/{key}/{draw}".encode(), digest_size=8
+        ).digest()
         roll = random.Random(digest).random()
         for kind in FAULT_KINDS:
             if roll < self.probability[kind]:

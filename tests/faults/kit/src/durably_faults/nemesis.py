@@ -18,6 +18,8 @@ from pathlib import Path
 #: The lease period of drivers in runs with a pause (see driver.py), and how long a pause lasts.
 LEASE_SECONDS = 3.0
 PAUSE_SECONDS = LEASE_SECONDS * 2
+#: A paused driver is woken up once a racer drives in its place, or after this long.
+MAX_PAUSE_SECONDS = 90.0
 
 KINDS = ("ray-kills", "local-pauses", "storage")
 

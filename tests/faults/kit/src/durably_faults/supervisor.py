@@ -44,6 +44,21 @@ class RunRecord:
     gave_up: str | None = None
 
 
+@dataclass
+class Paused:
+    """A driver stopped past its lease, woken up once the racer started after it drives (or later)."""
+
+    driver: subprocess.Popen[bytes]
+    racer: subprocess.Popen[bytes]
+    deadline: float
+
+    def racer_took_over(self, run_dir: Path) -> bool:
+        """The racer ran a step (a local driver runs steps itself), or it has already ended."""
+        if self.racer.poll() is not None:
+            return True
+        return any(line["pid"] == self.racer.pid for line in ledger.read(run_dir / "ledger"))
+
+
 def _spawn(arguments: list[str], run_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = open(run_dir / "drivers.log", "ab")  # noqa: SIM115 - the child holds it; closed when we exit
     return subprocess.Popen(
@@ -95,7 +110,7 @@ def run_plan(
 
     started = time.monotonic()
     drivers = [driver("run")]
-    paused: list[tuple[float, subprocess.Popen[bytes]]] = []  # (monotonic time to SIGCONT, driver)
+    paused: list[Paused] = []
     schedule = list(plan.schedule)
     # The schedule counts from the first step attempt, not from the first driver's start, so a
     # loaded machine's slow start does not make the faults miss the workflow.
@@ -111,10 +126,10 @@ def run_plan(
             _, action = schedule.pop(0)
             if _inject(action, drivers, paused, run_dir, cluster, driver):
                 record.faults[action] += 1
-        for until, process in list(paused):
-            if time.monotonic() >= until:
-                nemesis.send(process.pid, signal.SIGCONT)
-                paused.remove((until, process))
+        for pause in list(paused):
+            if pause.racer_took_over(run_dir) or time.monotonic() > pause.deadline:
+                nemesis.send(pause.driver.pid, signal.SIGCONT)
+                paused.remove(pause)
         running = [process for process in drivers if process.poll() is None]
         if paused or running:
             time.sleep(0.2)
@@ -140,7 +155,7 @@ def run_plan(
 def _inject(
     action: str,
     drivers: list[subprocess.Popen[bytes]],
-    paused: list[tuple[float, subprocess.Popen[bytes]]],
+    paused: list[Paused],
     run_dir: Path,
     cluster: Cluster | None,
     driver: Callable[[str], subprocess.Popen[bytes]],
@@ -156,10 +171,10 @@ def _inject(
         if not live:
             return False
         nemesis.send(live[-1].pid, signal.SIGSTOP)
-        time.sleep(nemesis.PAUSE_SECONDS)
-        drivers.append(driver("resume"))
-        # The racer takes the lapsed lease over; the paused driver wakes up while it drives.
-        paused.append((time.monotonic() + nemesis.LEASE_SECONDS, live[-1]))
+        time.sleep(nemesis.PAUSE_SECONDS)  # past its lease: a racer may take the workflow over
+        racer = driver("resume")
+        drivers.append(racer)
+        paused.append(Paused(live[-1], racer, time.monotonic() + nemesis.MAX_PAUSE_SECONDS))
         return True
     if cluster is None:
         return False
