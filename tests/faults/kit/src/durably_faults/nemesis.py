@@ -56,7 +56,7 @@ class Plan:
 
 
 def _times(rng: random.Random, actions: list[str]) -> list[tuple[float, str]]:
-    return sorted((round(rng.uniform(1.0, 20.0), 2), action) for action in actions)
+    return sorted((round(rng.uniform(0.5, 15.0), 2), action) for action in actions)
 
 
 @dataclass

@@ -120,9 +120,9 @@ def run_plan(
         elapsed = time.monotonic() - started
         if origin is None and ledger.read(run_dir / "ledger"):
             origin = time.monotonic()
-        while (
-            origin is not None and schedule and schedule[0][0] <= time.monotonic() - origin and not finished
-        ):
+        # While a driver is paused the schedule holds, so the racer is not hit before it takes over.
+        due = origin is not None and not paused and not finished
+        while due and schedule and schedule[0][0] <= time.monotonic() - (origin or 0.0):
             _, action = schedule.pop(0)
             if _inject(action, drivers, paused, run_dir, cluster, driver):
                 record.faults[action] += 1
