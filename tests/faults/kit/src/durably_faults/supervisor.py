@@ -80,7 +80,7 @@ def run_plan(
     run_dir: Path,
     cluster: Cluster | None,
     *,
-    max_drivers: int = 25,
+    max_drivers: int = 12,
     budget_seconds: float = 480.0,
 ) -> RunRecord:
     """Drive the workload under ``plan`` until it ends (or the bounds are hit); the checker reads the rest."""
@@ -121,8 +121,13 @@ def run_plan(
         if origin is None and ledger.read(run_dir / "ledger"):
             origin = time.monotonic()
         # While a driver is paused the schedule holds, so the racer is not hit before it takes over.
-        due = origin is not None and not paused and not finished
-        while due and schedule and schedule[0][0] <= time.monotonic() - (origin or 0.0):
+        while (
+            origin is not None
+            and not paused
+            and not finished
+            and schedule
+            and schedule[0][0] <= time.monotonic() - origin
+        ):
             _, action = schedule.pop(0)
             if _inject(action, drivers, paused, run_dir, cluster, driver):
                 record.faults[action] += 1
