@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from durably import workflow
-from durably_faults import ledger, nemesis
+from durably_faults import ledger, nemesis, workload
 from durably_faults.faulty_storage import faulty_url
 
 
@@ -90,6 +90,8 @@ def run_plan(
     record = RunRecord(plan.seed, plan.kind, run_dir, root, f"faults-{plan.seed}")
     workflow.init(storage=root, executor="local")  # plain file:// reads of the same data, no faults
     env = dict(cluster.env if cluster else {**os.environ, "RAY_ADDRESS": ""})
+    if plan.executor == "local":
+        env[workload.STEP_SECONDS_ENV] = "0.1"
     if plan.kind == "local-pauses":
         env["DURABLY_FAULTS_LEASE_SECONDS"] = str(nemesis.LEASE_SECONDS)
     if plan.executor == "ray" and cluster is None:

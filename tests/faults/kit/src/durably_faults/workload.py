@@ -8,6 +8,7 @@ consumed. Every output is ``{"v": value, "a": attempt id}``, so the value is kno
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -19,14 +20,15 @@ CHAIN = 40
 FAN = 200
 LOOP = 60
 CAUGHT = 7
-#: How long each step works: long enough for the nemesis to catch steps in flight.
-STEP_SECONDS = 0.02
+#: How long each step works: long enough for the nemesis to catch steps in flight. The local
+#: executor runs the fan-out on many threads at once, so its runs set a longer time.
+STEP_SECONDS_ENV = "DURABLY_FAULTS_STEP_SECONDS"
 
 
 def _attempt(path: str, name: str, value: int, consumed: dict[str, str]) -> dict[str, Any]:
     attempt = uuid.uuid4().hex[:12]
     ledger.append(path, step=name, attempt=attempt, v=value, consumed=consumed)
-    time.sleep(STEP_SECONDS)
+    time.sleep(float(os.environ.get(STEP_SECONDS_ENV, "0.02")))
     return {"v": value, "a": attempt}
 
 
