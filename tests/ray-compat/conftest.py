@@ -58,7 +58,7 @@ class _ClusterPool:
             ray.init(address=self._cluster.address, log_to_driver=False)
         return self._cluster
 
-    def _start(self, num_cpus: int, resources: str, attempts: int = 3) -> None:
+    def _start(self, num_cpus: int, resources: str, attempts: int = 5) -> None:
         """A loaded machine can miss Ray's 30 s node registration: retry like tests/conftest.py does."""
         for attempt in range(1, attempts + 1):
             # Held before it is ready, so that a test timeout during start-up still stops it.
