@@ -27,6 +27,7 @@ NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
 # On a loaded machine a raylet gives up waiting for its dashboard agent and the GCS before they
 # answer; `ray start` nodes of this suite (they inherit this environment) wait longer.
 os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
+os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
 os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", "300")
 #: Logical CPUs of the shared test cluster. Ray's tests ask for 4, 8 or 16 CPUs (through
 #: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
@@ -57,7 +58,10 @@ class _ClusterPool:
                 f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
             )
         asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
-        key = (asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS, json.dumps(params.get("resources", {})))
+        key = (
+            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
+            json.dumps(params.get("resources", {})),
+        )
         if key != self._key:
             ray.shutdown()
             self.stop()
@@ -114,7 +118,9 @@ def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) 
 
 
 @pytest.fixture
-def workflow_start_regular(_ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+def workflow_start_regular(
+    _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """Ray: a fresh ray.init() (with the test's ray.init kwargs) and workflow.init() on fresh storage."""
     import ray
 
@@ -163,7 +169,9 @@ def _default_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def shutdown_only(_ray_pool: _ClusterPool, _default_storage: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def shutdown_only(
+    _ray_pool: _ClusterPool, _default_storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Ray: no Ray running when the test starts; whatever it starts is shut down after it.
 
     RAY_ADDRESS points at the test cluster so that a Ray started by the workflow API joins it
@@ -195,7 +203,7 @@ def ray_start_regular_shared(_ray_pool: _ClusterPool, request: pytest.FixtureReq
 
 
 def _not_applicable() -> dict[str, str]:
-    """not_applicable.txt: `file.py::test_name  reason` per line (paths below this folder); `#` starts a comment."""
+    """not_applicable.txt: `file.py::test_name  reason` per line (below this folder); `#` comments."""
     table: dict[str, str] = {}
     for number, line in enumerate(NOT_APPLICABLE_FILE.read_text().splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
@@ -203,17 +211,23 @@ def _not_applicable() -> dict[str, str]:
             continue
         test, _, reason = line.partition(" ")
         if "::" not in test or not reason.strip():
-            raise ValueError(f"{NOT_APPLICABLE_FILE.name}:{number}: want `file.py::test_name  reason`, got {line!r}")
+            raise ValueError(
+                f"{NOT_APPLICABLE_FILE.name}:{number}: want `file.py::test_name  reason`, got {line!r}"
+            )
         table[test] = reason.strip()
     return table
 
 
 def _test_key(item: pytest.Item) -> str:
     """`file.py::test_name` or `v1/file.py::test_name` (parameters dropped) for an item of this folder."""
-    return f"{Path(str(item.fspath)).relative_to(HERE).as_posix()}::{getattr(item, 'originalname', item.name)}"
+    return (
+        f"{Path(str(item.fspath)).relative_to(HERE).as_posix()}::{getattr(item, 'originalname', item.name)}"
+    )
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     table = _not_applicable()
     ours = [item for item in items if HERE in Path(str(item.fspath)).parents]
     if not ours:
@@ -245,7 +259,9 @@ def _reason_not_run(item: pytest.Item, table: dict[str, str]) -> str | None:
         return table[_test_key(item)]
     ray_skip = item.get_closest_marker("skip")
     if ray_skip is not None:
-        return "skipped by Ray itself: " + str(ray_skip.kwargs.get("reason", *ray_skip.args[:1] or ["(no reason)"]))
+        return "skipped by Ray itself: " + str(
+            ray_skip.kwargs.get("reason", *ray_skip.args[:1] or ["(no reason)"])
+        )
     return None
 
 

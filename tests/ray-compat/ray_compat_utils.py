@@ -81,7 +81,9 @@ def run_string_as_driver(driver_script: str, env: dict[str, str] | None = None) 
         check=False,
     )
     if completed.returncode:
-        raise subprocess.CalledProcessError(completed.returncode, "driver", completed.stdout, completed.stderr)
+        raise subprocess.CalledProcessError(
+            completed.returncode, "driver", completed.stdout, completed.stderr
+        )
     return completed.stdout + completed.stderr
 
 
@@ -89,7 +91,9 @@ def skip_client_mode_test() -> None:
     """Ray skipped some tests under Ray Client; this suite never runs in client mode."""
 
 
-def run_string_as_driver_nonblocking(driver_script: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def run_string_as_driver_nonblocking(
+    driver_script: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start a Python script as a separate driver process and return at once."""
     process = subprocess.Popen(
         [sys.executable, "-"],
@@ -116,7 +120,9 @@ class RayWorkflowInternal:
         self._name = name
 
     def __getattr__(self, attribute: str) -> Any:
-        raise NotImplementedError(f"{self._name}.{attribute} is an internal of ray.workflow; durably has no such thing")
+        raise NotImplementedError(
+            f"{self._name}.{attribute} is an internal of ray.workflow; durably has no such thing"
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{self._name} is an internal of ray.workflow; durably has no such thing")
