@@ -115,7 +115,7 @@ def ray_compat(session: nox.Session) -> None:
         "--import-mode=importlib",
         # A file that fails to import (a Ray name durably lacks) must not stop the others.
         "--continue-on-collection-errors",
-        "--timeout=180",
+        "--timeout=300",
         "--durations=10",
         *session.posargs,
         env={"DURABLY_TEST_STORAGE": "file"},
