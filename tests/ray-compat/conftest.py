@@ -24,11 +24,6 @@ import ray_compat_utils  # noqa: E402
 from servers.ray_cluster import RayCluster  # noqa: E402
 
 NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
-# On a loaded machine a raylet gives up waiting for its dashboard agent and the GCS before they
-# answer; `ray start` nodes of this suite (they inherit this environment) wait longer.
-os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
-os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", "300")
 #: Logical CPUs of the shared test cluster. Ray's tests ask for 4, 8 or 16 CPUs (through
 #: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
 #: machine more logical CPUs only add worker processes, so they share one 4-CPU cluster, and so do
