@@ -114,12 +114,15 @@ def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) 
 
 @pytest.fixture
 def workflow_start_regular(
-    _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest
+    _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """Ray: a fresh ray.init() (with the test's ray.init kwargs) and workflow.init() on fresh storage."""
     import ray
 
-    yield _start_workflows(_ray_pool, getattr(request, "param", {}), tmp_path / "workflow-storage")
+    storage = tmp_path / "workflow-storage"
+    # Ray's storage belonged to the cluster, so drivers a test starts saw it too.
+    monkeypatch.setenv("DURABLY_STORAGE", str(storage))
+    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
     ray.shutdown()
 
 
