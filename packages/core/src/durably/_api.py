@@ -7,7 +7,12 @@ import time
 from typing import Any
 
 from durably import _config
-from durably._errors import WorkflowError, WorkflowNotFoundError, WorkflowRunningError
+from durably._errors import (
+    NothingToResumeError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowRunningError,
+)
 from durably._hosts import EngineHost, RayEngineHost
 from durably._inspect import (
     existing_store,
@@ -77,11 +82,29 @@ def init(
             max_running_workflows=max_running_workflows,
             max_pending_workflows=max_pending_workflows,
             host=host,
+            settings={
+                "storage": url,
+                "executor": executor,
+                "ray_address": ray_address,
+                "max_running_workflows": max_running_workflows,
+                "max_pending_workflows": max_pending_workflows,
+            },
+            connection=_ray_connection() if chosen.has_cluster_host else None,
         )
     )
 
 
+def _ray_connection() -> str | None:
+    """The job of this process's Ray connection: a new one after ``ray.shutdown()`` + ``ray.init()``."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_job_id())
+
+
 _config.set_initializer(init)
+_config.set_connection_probe(_ray_connection)
 
 
 def _ensure_ray(address: str | None) -> None:
@@ -121,17 +144,24 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
+def _resumable_store(workflow_id: str) -> None:
+    try:
+        existing_store(workflow_id)
+    except WorkflowNotFoundError:
+        raise NothingToResumeError(workflow_id) from None
+
+
 def resume(workflow_id: str) -> Any:
     """Continue a workflow from its checkpoints and return its output; finished steps do not run again."""
     cfg = _config.current()
-    existing_store(workflow_id)
+    _resumable_store(workflow_id)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
 def resume_async(workflow_id: str) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    existing_store(workflow_id)
+    _resumable_store(workflow_id)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 
@@ -152,7 +182,17 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
 # -- inspecting -------------------------------------------------------------------------------
 def get_status(workflow_id: str) -> WorkflowStatus:
     """The workflow's status; RESUMABLE when it was running but nobody drives it any more."""
-    return status_of(existing_store(workflow_id))
+    status = status_of(existing_store(workflow_id))
+    if status == WorkflowStatus.RESUMABLE and workflow_id in _started_here():
+        return WorkflowStatus.RUNNING
+    return status
+
+
+def _started_here() -> frozenset[str]:
+    """Ids this process's engine host was asked to run and has not finished: RUNNING from the
+    call that started them, before their engine takes the lease (Ray's manager said so too)."""
+    cfg = _config.current()
+    return cfg.host.driving(cfg.storage_url)  # type: ignore[no-any-return]
 
 
 def get_output(
@@ -186,11 +226,14 @@ def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | No
     except KeyNotFound:
         status_record = {}
     stats = {"created_at": meta.get("created_at"), "start_time": status_record.get("started_at")}
-    if "ended_at" in status_record:
+    status = status_of(store)
+    # A cancelled workflow did not end, it was stopped: as in Ray, it has no end_time (the
+    # stored ended_at stays, for the UI).
+    if "ended_at" in status_record and status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.FAILED):
         stats["end_time"] = status_record["ended_at"]
     return {
         "workflow_id": workflow_id,
-        "status": status_of(store).value,
+        "status": status.value,
         "user_metadata": meta.get("user_metadata", {}),
         "stats": stats,
     }
@@ -210,11 +253,17 @@ def list_all(
             names = ", ".join(status.value for status in WorkflowStatus)
             raise ValueError(f"unknown status in {status_filter!r}; statuses are {names}") from None
     found = []
+    started_here: frozenset[str] | None = None
     for workflow_id in list_workflow_ids(storage()):
         try:
             status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:
             continue  # deleted while we listed
+        if status == WorkflowStatus.RESUMABLE:
+            if started_here is None:
+                started_here = _started_here()
+            if workflow_id in started_here:
+                status = WorkflowStatus.RUNNING
         if wanted is None or status in wanted:
             found.append((workflow_id, status))
     return found
