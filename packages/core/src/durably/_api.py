@@ -57,11 +57,11 @@ def init(
         ("max_running_workflows", max_running_workflows),
         ("max_pending_workflows", max_pending_workflows),
     ):
-        if value is not None and (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or value < (1 if name == "max_running_workflows" else 0)
-        ):
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a positive int (or None for no limit), got {value!r}")
+        if value < (1 if name == "max_running_workflows" else 0):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
