@@ -182,8 +182,14 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
 # -- inspecting -------------------------------------------------------------------------------
 def get_status(workflow_id: str) -> WorkflowStatus:
     """The workflow's status; RESUMABLE when it was running but nobody drives it any more."""
-    status = status_of(existing_store(workflow_id))
-    if status == WorkflowStatus.RESUMABLE and workflow_id in _started_here():
+    return _status_here(existing_store(workflow_id))
+
+
+def _status_here(store: WorkflowStore) -> WorkflowStatus:
+    """The stored status, RUNNING for a workflow this process's host has started but whose
+    engine has not taken its lease yet."""
+    status = status_of(store)
+    if status == WorkflowStatus.RESUMABLE and store.workflow_id in _started_here():
         return WorkflowStatus.RUNNING
     return status
 
@@ -274,7 +280,7 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     """Cancel the workflow: running steps are stopped, its status becomes CANCELED."""
     cfg = _config.current()
     store = existing_store(workflow_id)
-    status = status_of(store)
+    status = _status_here(store)
     if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
         return
     store.request_cancel()
@@ -285,7 +291,7 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     cfg.host.cancel(cfg.storage_url, workflow_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if status_of(store) != WorkflowStatus.RUNNING:
+        if _status_here(store) != WorkflowStatus.RUNNING:
             return
         time.sleep(0.05)
     raise WorkflowError(f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled")
@@ -298,6 +304,6 @@ def delete(workflow_id: str) -> None:
         if delete_actor_if_exists(workflow_id):
             return
         raise WorkflowNotFoundError(workflow_id)
-    if lease_is_live(store.storage, store.lease_key):
+    if lease_is_live(store.storage, store.lease_key) or workflow_id in _started_here():
         raise WorkflowRunningError(workflow_id, "cancel it before deleting it")
     store.delete()
