@@ -92,6 +92,18 @@ class ActorStore:
     def is_listed(self) -> bool:
         return self.storage.exists(self.index_key)
 
+    def load_marker(self) -> dict[str, Any] | None:
+        """The index marker (JSON: class name), or None when the actor is not listed."""
+        try:
+            marker = json.loads(self.storage.get(self.index_key))
+        except KeyNotFound:
+            return None
+        except ValueError as exc:
+            raise WorkflowError(
+                f"the index marker of actor {self.actor_id!r} is not valid JSON: {exc}"
+            ) from exc
+        return marker if isinstance(marker, dict) else {}
+
     # -- log ----------------------------------------------------------------------------------
     def append(self, record: CallRecord) -> bool:
         """Commit ``record`` at its seq; False when another writer committed that seq first."""
@@ -128,6 +140,19 @@ class ActorStore:
             result=bytes(payload[split:]),
         )
 
+    def read_meta(self, seq: int) -> dict[str, Any] | None:
+        """The plain data of the record at ``seq`` (method, commit time; nothing unpickled), or None."""
+        key = self.log_key(seq)
+        try:
+            found_kind, meta, _ = _codec.decode_record(key, self.storage.get(key))
+        except KeyNotFound:
+            return None
+        if found_kind != KIND_ACTOR_CALL:
+            raise CheckpointCorruptedError(
+                key, f"record kind {found_kind} where {KIND_ACTOR_CALL} was expected"
+            )
+        return meta
+
     def has(self, seq: int) -> bool:
         return self.storage.exists(self.log_key(seq))
 
@@ -163,6 +188,11 @@ class ActorStore:
         """Remove the actor: first from the index (so it is no longer listed), then every record."""
         self.storage.delete_prefix(self.index_key)
         self.storage.delete_prefix(self.prefix)
+
+
+def list_actor_ids(storage: Storage) -> list[str]:
+    """Every constructed actor's id, sorted (one listing, no reads)."""
+    return [key[len("actor-index/") :] for key in storage.list("actor-index")]
 
 
 def list_actor_entries(storage: Storage) -> list[tuple[str, str]]:
