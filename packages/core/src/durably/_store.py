@@ -18,7 +18,13 @@ workflows/<id>/events/<step_id>             an event a wait_for_event step recei
 workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
 workflows/<id>/claims/<key>/<n>             which wait_for_event step received that event
 workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
+deleting/<workflow_id>                      a deletion in progress; whoever finds it finishes it
 ```
+
+Deleting a workflow writes ``deleting/<id>``, then removes ``meta`` (from then on the workflow
+does not exist for any reader), then everything else, the index entry and the marker last: a
+deletion cut short leaves an invisible remainder that the next gc finishes, never half a workflow
+that looks valid.
 
 The JSON meta of records is what management (``durably.inspect``, the CLI, the UI) reads; it never
 unpickles a payload. A graph's outline is ``[[step_id, name, [dependency ids]], ...]``.
@@ -36,7 +42,7 @@ from typing import Any
 from durably import _codec
 from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
 from durably._graph import Graph
-from durably._lease import lease_is_live
+from durably._lease import Lease, lease_is_live
 from durably._objects import OBJECT_ID, is_object_ref, restore_object_ref, save_object_ref
 from durably.storage import KeyNotFound, Storage
 
@@ -348,9 +354,28 @@ class WorkflowStore:
         return int(meta["number"]) if meta.get("key") == key else None
 
     # -- deletion -----------------------------------------------------------------------------
-    def delete(self) -> None:
-        self.storage.delete_prefix(f"index/{self.workflow_id}")
+    def lease(self) -> Lease:
+        """A (not yet taken) lease on this workflow, as a driver takes it."""
+        return Lease(self.storage, self.key("lease"), self.workflow_id)
+
+    def begin_delete(self) -> None:
+        """Mark the deletion, then make the workflow invisible (its meta goes first)."""
+        self.storage.put(f"deleting/{self.workflow_id}", b"")
+        self.storage.delete_prefix(self.key("meta"))
+
+    def finish_delete(self) -> None:
+        """Remove every remaining record of a workflow whose deletion began; the marker goes last."""
         self.storage.delete_prefix(self.prefix)
+        self.storage.delete_prefix(f"index/{self.workflow_id}")
+        self.storage.delete_prefix(f"deleting/{self.workflow_id}")
+
+    def forget_deletion(self) -> None:
+        """Drop the marker of a deletion that was decided against (the workflow stays)."""
+        self.storage.delete_prefix(f"deleting/{self.workflow_id}")
+
+    def delete(self) -> None:
+        self.begin_delete()
+        self.finish_delete()
 
 
 def graph_outline(graph: Graph) -> list[Any]:
@@ -382,3 +407,8 @@ def error_text(error: BaseException) -> dict[str, Any]:
 def list_workflow_ids(storage: Storage) -> list[str]:
     """Every workflow id in the storage, sorted."""
     return [key[len("index/") :] for key in storage.list("index")]
+
+
+def list_deleting_ids(storage: Storage) -> list[str]:
+    """Ids of workflows whose deletion began and has not finished (a deleter was stopped)."""
+    return [key[len("deleting/") :] for key in storage.list("deleting")]

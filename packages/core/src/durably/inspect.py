@@ -23,13 +23,12 @@ from durably._actor_store import ActorStore, list_actor_ids
 from durably._errors import WorkflowError, WorkflowNotFoundError
 from durably._ids import validate_workflow_id
 from durably._resolve import normalize_storage_url, open_storage
+from durably._retention import FINAL_STATUSES, expiry
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 
 T = TypeVar("T")
 
-#: Statuses after which nothing runs any more (retention counts from then).
-FINAL_STATUSES = frozenset({WorkflowStatus.SUCCESSFUL, WorkflowStatus.FAILED, WorkflowStatus.CANCELED})
 #: How many workflows' records are read at once (storage reads are mostly waiting on I/O).
 _READ_THREADS = 16
 
@@ -269,10 +268,7 @@ class Inspector:
         store = self._store(workflow_id)
         summary, meta, record = self._summary(store)
         error = _error_view(record)
-        retention = meta.get("retention")
-        expires_at = None
-        if summary.status in FINAL_STATUSES and retention is not None and record.get("ended_at"):
-            expires_at = float(record["ended_at"]) + float(retention)
+        expires_at = expiry(meta, record, None)
         steps, truncated = _StepTree(store, summary.status, record, error, max_steps, max_depth).build()
         return WorkflowDetail(
             summary=summary,
@@ -394,7 +390,7 @@ def _status(store: WorkflowStore, record: dict[str, Any] | None) -> str | None:
     if record is None:
         if not store.exists():
             return None
-        return (WorkflowStatus.RUNNING if store.driver_is_live() else WorkflowStatus.RESUMABLE).value
+        return str(WorkflowStatus.RUNNING if store.driver_is_live() else WorkflowStatus.RESUMABLE)
     status = str(record.get("status", WorkflowStatus.RESUMABLE.value))
     if status == WorkflowStatus.RUNNING and not store.driver_is_live():
         return WorkflowStatus.RESUMABLE.value
