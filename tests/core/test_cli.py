@@ -382,3 +382,36 @@ def test_list_works_where_ray_was_never_started(store: dict[str, Any]) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ray started: False" in done.stdout
+
+
+@workflow.step(max_retries=0)
+def slow_gate(folder: str) -> int:
+    if not Path(folder, "open").exists():
+        raise RuntimeError("the gate is closed")
+    deadline = time.monotonic() + WAIT  # holds the resume while the test looks at its progress bar
+    while not Path(folder, "seen").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 2
+
+
+@pytest.mark.needs_persistent_storage
+def test_resume_draws_a_progress_bar_of_steps_finished_of_known(store: dict[str, Any]) -> None:
+    folder = store["folder"]
+    with pytest.raises(workflow.WorkflowExecutionError):
+        add.step(add.step(0, 1), slow_gate.step(str(folder))).run(workflow_id="slow")
+    (folder / "open").touch()
+    env = {**os.environ, "DURABLY_STORAGE": store["storage"], "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
+    script = Path(sys.executable).parent / "durably"
+    resuming = subprocess.Popen(
+        [str(script), "resume", "slow"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + WAIT
+    while workflow.get_status("slow") != workflow.WorkflowStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # not a threshold: lets the bar draw at least once while slow_gate waits
+    (folder / "seen").touch()
+    out, err = resuming.communicate(timeout=WAIT)
+    assert resuming.returncode == 0, err
+    assert out.strip() == "3"
+    assert "resuming slow" in err
+    assert "1/3" in err  # the inner add finished in the first run; three steps are known
