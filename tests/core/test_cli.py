@@ -337,6 +337,8 @@ def test_an_installed_plugin_adds_a_command_to_the_console_script(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
     assert "failures" in _durably("--help", env=env).stdout
+    listed = _durably("plugins", env=env).stdout
+    assert "failures  (durably-failures 1.0, durably_failures)\n    commands: failures" in listed
 
 
 # -- the console script: exit codes and completion -----------------------------------------------

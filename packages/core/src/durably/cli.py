@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
+from durably._api import DEFAULT_STORAGE
+from durably._api import DEFAULT_STORAGE_ENV as STORAGE_ENV
 from durably._errors import WorkflowError, WorkflowExecutionError, WorkflowNotFoundError
 from durably._plugins import get_registry, hook
 from durably._resolve import open_storage
@@ -36,8 +38,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 
-STORAGE_ENV = "DURABLY_STORAGE"
-DEFAULT_STORAGE = os.path.join("~", ".durably", "storage")
 STATUS_NAMES = [status.value for status in WorkflowStatus]
 FINAL_STATUS_NAMES = ["SUCCESSFUL", "FAILED", "CANCELED"]
 STATUS_STYLES = {
@@ -92,12 +92,8 @@ def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(command)
 
 
-def _storage_url(storage: str) -> str:
-    return os.path.expanduser(storage) if "://" not in storage else storage
-
-
 def _inspector(storage: str) -> Inspector:
-    return Inspector(_storage_url(storage))
+    return Inspector(storage)
 
 
 def _console() -> Console:
@@ -183,7 +179,7 @@ def _init_workflows(storage: str, executor: str = "local") -> Any:
     """``durably.workflow`` initialised on the storage (the local executor starts no Ray)."""
     from durably import workflow
 
-    workflow.init(storage=_storage_url(storage), executor=executor)
+    workflow.init(storage=storage, executor=executor)
     return workflow
 
 
@@ -460,7 +456,7 @@ def gc(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     report = collect_garbage(
-        open_storage(_storage_url(storage)),
+        open_storage(storage),
         older_than=older,
         statuses=[status.upper() for status in statuses] or None,
         actors_idle=idle,
@@ -536,6 +532,19 @@ def actors_show(storage: str, actor_id: str, recent: int, state: bool, as_json: 
     console.print(table)
 
 
+def _commands_added_by(plugin: Any) -> list[str]:
+    """The names of the commands a plugin adds (its hook run on a scratch group)."""
+    add_commands = getattr(plugin, "durably_register_commands", None)
+    if add_commands is None:
+        return []
+    scratch = click.Group()
+    try:
+        add_commands(cli=scratch)
+    except Exception as error:  # shown, not fatal: the other plugins still get listed
+        return [f"(failed: {type(error).__name__}: {error})"]
+    return sorted(scratch.commands)
+
+
 @cli.command()
 @json_option
 def plugins(as_json: bool) -> None:
@@ -545,6 +554,9 @@ def plugins(as_json: bool) -> None:
     for info in registry.plugins:
         provides = {} if info.error else registry.provides(info)
         observed = [hook for hook in info.hooks if hook.startswith(("durably_workflow_", "durably_step_"))]
+        commands = _commands_added_by(registry.manager.get_plugin(info.name))
+        if commands:
+            provides["commands"] = commands
         found.append((info, provides, observed))
     if as_json:
         _print_json(
