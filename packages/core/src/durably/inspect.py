@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from durably import _codec
 from durably._errors import WorkflowError, WorkflowNotFoundError
 from durably._ids import validate_workflow_id
-from durably._lease import lease_is_live
+from durably._inspect import believed_status
 from durably._resolve import normalize_storage_url, open_storage
 from durably._retention import FINAL_STATUSES, expiry
 from durably._status import WorkflowStatus
@@ -387,19 +387,10 @@ def _statuses(status: Collection[str] | None) -> set[str] | None:
 
 
 def _status(store: WorkflowStore, record: dict[str, Any] | None) -> str | None:
-    """The status a reader should believe (RUNNING with no live driver is RESUMABLE); None: deleted."""
-    if record is None:
-        if not store.exists():
-            return None
-        return str(
-            WorkflowStatus.RUNNING
-            if lease_is_live(store.storage, store.lease_key)
-            else WorkflowStatus.RESUMABLE
-        )
-    status = str(record.get("status", WorkflowStatus.RESUMABLE.value))
-    if status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.lease_key):
-        return WorkflowStatus.RESUMABLE.value
-    return status
+    """The status a reader should believe (``_inspect.believed_status``); None: deleted."""
+    if record is None and not store.exists():
+        return None
+    return believed_status(store, record).value
 
 
 def _error_view(record: Mapping[str, Any]) -> ErrorView | None:
