@@ -1,0 +1,55 @@
+"""The changes the dashboard can make (resume, cancel, delete, send an event), via ``durably.workflow``."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from durably import workflow
+from durably_ui._settings import Settings
+
+#: The actions a confirmation page and the API offer, with the words the page uses.
+ACTIONS = {
+    "resume": "Resume",
+    "cancel": "Cancel",
+    "delete": "Delete",
+    "send-event": "Send event",
+}
+
+
+class Actions:
+    """Performs actions on the dashboard's storage; configures ``durably.workflow`` on first use.
+
+    Reading never needs this (so a dashboard without Ray starts none); the first action calls
+    ``workflow.init`` with the dashboard's storage and executor, in this process.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _configure(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            workflow.init(storage=self._settings.storage_url, executor=self._settings.executor)
+            self._ready = True
+
+    def resume(self, workflow_id: str) -> None:
+        """Start resuming the workflow (returns once it is submitted, not when it ends)."""
+        self._configure()
+        workflow.resume_async(workflow_id)
+
+    def cancel(self, workflow_id: str) -> None:
+        self._configure()
+        workflow.cancel(workflow_id)
+
+    def delete(self, workflow_id: str) -> None:
+        self._configure()
+        workflow.delete(workflow_id)
+
+    def send_event(self, workflow_id: str, key: str, payload: Any) -> None:
+        """Deliver ``payload`` exactly as ``workflow.send_event(workflow_id, key, payload)`` does."""
+        self._configure()
+        workflow.send_event(workflow_id, key, payload)
