@@ -76,13 +76,27 @@ class Dashboard:
             return error.code, json.loads(error.read() or b"null")
 
 
-@pytest.fixture
-def dashboard(storage: str, tmp_path: Path) -> Iterator[Dashboard]:
-    server = Dashboard(storage, tmp_path / "ui.log")
+@pytest.fixture(scope="module")
+def shared_storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One storage for a whole test module (tests there use distinct workflow ids)."""
+    return str(tmp_path_factory.mktemp("shared") / "storage")
+
+
+@pytest.fixture(scope="module")
+def dashboard(shared_storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The dashboard of ``shared_storage``, started once per module (starting one takes seconds)."""
+    server = Dashboard(shared_storage, tmp_path_factory.mktemp("ui-log") / "ui.log")
     try:
         yield server
     finally:
         server.process.stop()
+
+
+@pytest.fixture
+def ui(shared_storage: str, dashboard: Dashboard) -> Dashboard:
+    """The dashboard, with this test process configured on its storage (local executor)."""
+    workflow.init(storage=shared_storage, executor="local")
+    return dashboard
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,46 +31,56 @@ def reload_until_status(page: Page, status: str, attempts: int = 120) -> None:
     expect(badge).to_have_text(status)
 
 
-@pytest.fixture
-def stored(storage: str, tmp_path: Path) -> dict[str, Any]:
-    """Workflows of every kind a dashboard shows: finished, failed, with a continuation, waiting."""
-    marker = tmp_path / "warehouse-fixed"
-    (tmp_path / "always-there").touch()
+@pytest.fixture(scope="module")
+def scene(
+    shared_storage: str, dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Workflows of every kind a dashboard shows: finished, failed, with a continuation, waiting.
+
+    Stored once for the module; each test that changes one uses its own workflow.
+    """
+    workflow.init(storage=shared_storage, executor="local")
+    folder = tmp_path_factory.mktemp("markers")
+    (folder / "open").touch()
     for number in range(3):
-        ui_workflows.order_workflow(str(tmp_path / "always-there"), number).run(
+        ui_workflows.order_workflow(str(folder / "open"), number).run(
             workflow_id=f"order-{number}", metadata={"customer": f"c{number}", "region": "eu"}
         )
     ui_workflows.plan.step(4).run(workflow_id="planned")
-    with pytest.raises(workflow.WorkflowExecutionError):
-        ui_workflows.order_workflow(str(marker), 9).run(
-            workflow_id="order-broken", metadata={"customer": "c9"}
-        )
-    waiting = ui_workflows.greet.step(workflow.wait_for_event(workflow.ExternalEvent, "approval"))
-    return {"marker": marker, "waiting": waiting.run_async(workflow_id="awaiting-approval")}
+    for workflow_id, number in (("order-broken", 9), ("order-to-resume", 10)):
+        with pytest.raises(workflow.WorkflowExecutionError):
+            ui_workflows.order_workflow(str(folder / workflow_id), number).run(
+                workflow_id=workflow_id, metadata={"customer": f"c{number}"}
+            )
+    waiting = {
+        workflow_id: ui_workflows.greet.step(
+            workflow.wait_for_event(workflow.ExternalEvent, "approval")
+        ).run_async(workflow_id=workflow_id)
+        for workflow_id in ("awaiting-http", "awaiting-form")
+    }
+    return {"fix": folder / "order-to-resume", "waiting": waiting}
 
 
-def test_the_list_shows_counts_and_filters_by_status(page: Page, dashboard: Dashboard, stored: Any) -> None:
-    page.goto(dashboard.url)
-    expect(page.locator("#workflows tbody tr")).to_have_count(6)
+def test_the_list_shows_counts_and_filters_by_status(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(ui.url)
+    expect(page.locator("#workflows tbody tr")).to_have_count(8)
     expect(page.locator(".count.c-SUCCESSFUL .number")).to_have_text("4")
+    expect(page.locator(".count.c-FAILED .number")).to_have_text("2")
     page.screenshot(path=str(ARTIFACTS / "workflows.png"), full_page=True)
     page.select_option("select[name=status]", "FAILED")
     page.click("form.filters button")
-    expect(page.locator("#workflows tbody tr")).to_have_count(1)
-    expect(page.locator("#workflows tbody tr td.id")).to_have_text("order-broken")
+    expect(page.locator("#workflows tbody tr td.id")).to_have_text(["order-to-resume", "order-broken"])
 
 
-def test_the_list_searches_by_id_prefix(page: Page, dashboard: Dashboard, stored: Any) -> None:
-    page.goto(dashboard.url)
+def test_the_list_searches_by_id_prefix(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(ui.url)
     page.fill("input[name=q]", "order-")
     page.press("input[name=q]", "Enter")
-    expect(page.locator("#workflows tbody tr")).to_have_count(4)
+    expect(page.locator("#workflows tbody tr")).to_have_count(5)
 
 
-def test_a_failed_workflow_shows_its_traceback_and_graph(
-    page: Page, dashboard: Dashboard, stored: Any
-) -> None:
-    page.goto(dashboard.url + "/?status=FAILED")
+def test_a_failed_workflow_shows_its_traceback_and_graph(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(ui.url + "/?status=FAILED")
     page.click("text=order-broken")
     expect(page.locator("h1 .badge")).to_have_text("FAILED")
     expect(page.locator("#error .traceback")).to_contain_text("warehouse offline")
@@ -83,17 +92,15 @@ def test_a_failed_workflow_shows_its_traceback_and_graph(
     page.screenshot(path=str(ARTIFACTS / "workflow-failed.png"), full_page=True)
 
 
-def test_a_continuation_is_drawn_in_the_graph(page: Page, dashboard: Dashboard, stored: Any) -> None:
-    page.goto(detail_url(dashboard, "planned"))
+def test_a_continuation_is_drawn_in_the_graph(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(detail_url(ui, "planned"))
     expect(page.locator("svg.graph .edge.continuation")).not_to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "workflow-continuation.png"), full_page=True)
 
 
-def test_resume_after_the_fix_turns_the_workflow_successful(
-    page: Page, dashboard: Dashboard, stored: Any
-) -> None:
-    stored["marker"].touch()
-    page.goto(detail_url(dashboard, "order-broken"))
+def test_resume_after_the_fix_turns_the_workflow_successful(page: Page, ui: Dashboard, scene: Any) -> None:
+    scene["fix"].touch()
+    page.goto(detail_url(ui, "order-to-resume"))
     page.click(".actions >> text=Resume")
     expect(page.locator("h1")).to_contain_text("Resume workflow")
     page.fill("input[name=token]", TOKEN)
@@ -105,30 +112,28 @@ def test_resume_after_the_fix_turns_the_workflow_successful(
 
 
 def test_an_event_posted_over_http_finishes_the_waiting_workflow(
-    page: Page, dashboard: Dashboard, stored: Any
+    page: Page, ui: Dashboard, scene: Any
 ) -> None:
-    page.goto(detail_url(dashboard, "awaiting-approval"))
+    page.goto(detail_url(ui, "awaiting-http"))
     expect(page.locator("h1 .badge")).to_have_text("RUNNING")
-    status, _ = dashboard.request("POST", "/api/workflows/awaiting-approval/events/approval", {"name": "Ada"})
+    status, _ = ui.request("POST", "/api/workflows/awaiting-http/events/approval", {"name": "Ada"})
     assert status == 200
     reload_until_status(page, "SUCCESSFUL")
-    assert stored["waiting"].result(timeout=60) == "hello Ada"
+    assert scene["waiting"]["awaiting-http"].result(timeout=60) == "hello Ada"
 
 
-def test_send_event_from_the_page(page: Page, dashboard: Dashboard, stored: Any) -> None:
-    page.goto(detail_url(dashboard, "awaiting-approval"))
+def test_send_event_from_the_page(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(detail_url(ui, "awaiting-form"))
     page.click(".actions >> text=Send event")
     page.fill("input[name=key]", "approval")
     page.fill("textarea[name=payload]", json.dumps({"name": "Grace"}))
     page.fill("input[name=token]", TOKEN)
     page.click("form.confirm button[type=submit]")
     reload_until_status(page, "SUCCESSFUL")
-    assert stored["waiting"].result(timeout=60) == "hello Grace"
+    assert scene["waiting"]["awaiting-form"].result(timeout=60) == "hello Grace"
 
 
-def test_hostile_strings_are_shown_as_text_and_never_run(
-    page: Page, dashboard: Dashboard, storage: str
-) -> None:
+def test_hostile_strings_are_shown_as_text_and_never_run(page: Page, ui: Dashboard, scene: Any) -> None:
     message = "<script>alert('err')</script><b>bold</b>"
     with pytest.raises(workflow.WorkflowExecutionError):
         ui_workflows.hostile.step(message).run(
@@ -136,7 +141,7 @@ def test_hostile_strings_are_shown_as_text_and_never_run(
         )
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(dashboard.url)
+    page.goto(ui.url + "/?q=%3Cimg")
     page.click("td.id a")
     expect(page.locator("#error .error-line")).to_contain_text(message)
     expect(page.locator("#metadata")).to_contain_text("<script>alert('meta')</script>")

@@ -76,7 +76,9 @@ def layout_graph(steps: Sequence[StepView]) -> Graph:
     edges: list[Edge] = []
     for node in nodes:
         sources = [(dep, False) for dep in node.step.depends_on]
-        if node.continuation_of is not None:
+        # A sub-graph hangs from the step that returned it by its first steps only (the rest
+        # follow from those through ordinary edges).
+        if node.continuation_of is not None and not any(dep in where for dep in node.step.depends_on):
             sources.append((node.continuation_of, True))
         for source_id, continuation in sources:
             source = where.get(source_id)
@@ -154,6 +156,8 @@ def format_seconds(seconds: float | None) -> str:
     """A duration for people: 850 ms, 12.3 s, 4 min 05 s, 2 h 10 min."""
     if seconds is None:
         return "—"
+    if seconds < 0.001:
+        return "< 1 ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
