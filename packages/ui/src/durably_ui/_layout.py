@@ -140,7 +140,7 @@ def layout_timeline(steps: Sequence[StepView], now: float) -> Timeline:
             )
         )
     ticks = tuple(
-        (TIMELINE_LABEL_WIDTH + plot * fraction, format_seconds(span * fraction))
+        (TIMELINE_LABEL_WIDTH + plot * fraction, format_seconds(span * fraction) if fraction else "0")
         for fraction in (0.0, 0.25, 0.5, 0.75, 1.0)
     )
     height = MARGIN * 2 + 18 + len(bars) * TIMELINE_ROW
