@@ -22,6 +22,7 @@ from durably._hosts import EngineHost, RayEngineHost
 from durably._ids import generate_workflow_id, validate_workflow_id
 from durably._lease import lease_is_live
 from durably._resolve import normalize_storage_url, open_storage
+from durably._retention import Duration, optional_duration
 from durably._status import WorkflowStatus
 from durably._step import Workflow
 from durably._store import WorkflowStore, list_workflow_ids
@@ -39,6 +40,8 @@ class _Config:
     storage_url: str
     executor: str
     host: Any
+    #: Seconds a finished workflow is kept unless its run says otherwise (None: forever).
+    retention: float | None = None
 
 
 _config: _Config | None = None
@@ -52,6 +55,8 @@ def init(
     ray_address: str | None = None,
     max_running_workflows: int | None = None,
     max_pending_workflows: int | None = None,
+    retention: Duration | None = None,
+    gc_interval: Duration | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -61,8 +66,16 @@ def init(
     ``"ray"`` (joins the running Ray cluster, or starts a local one) or ``"local"`` (threads in
     this process, no Ray). ``max_running_workflows`` caps how many workflows run at once
     (others wait as PENDING, in submission order); beyond ``max_pending_workflows`` waiting,
-    submitting raises. Calling it again switches to the new settings.
+    submitting raises. ``retention`` is how long a finished (SUCCESSFUL, FAILED, CANCELED)
+    workflow is kept before ``durably gc`` may delete it: a timedelta, seconds, or text such as
+    ``"30d"`` (default: forever; ``run(..., retention=...)`` overrides it per workflow). With
+    ``gc_interval``, the engine host deletes expired workflows that often. Calling it again
+    switches to the new settings.
     """
+    default_retention = optional_duration(retention, "retention")
+    interval = optional_duration(gc_interval, "gc_interval")
+    if interval is not None and interval <= 0:
+        raise ValueError(f"gc_interval must be longer than 0 seconds, got {gc_interval!r}")
     for name, value in (
         ("max_running_workflows", max_running_workflows),
         ("max_pending_workflows", max_pending_workflows),
@@ -82,8 +95,11 @@ def init(
     open_storage(url)  # fail now, with the package to install, not at the first step
     host: Any = RayEngineHost() if executor in EXECUTORS_WITH_RAY else EngineHost(executor)
     host.configure(max_running_workflows, max_pending_workflows)
+    host.configure_gc(url, interval)
+    if _config is not None:
+        _config.host.configure_gc(_config.storage_url, None)  # the replaced host stops collecting
     with _config_lock:
-        _config = _Config(storage_url=url, executor=executor, host=host)
+        _config = _Config(storage_url=url, executor=executor, host=host, retention=default_retention)
 
 
 def _ensure_ray(address: str | None) -> None:
@@ -155,30 +171,45 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 # -- running ----------------------------------------------------------------------------------
 def _prepare(
-    node: Workflow[Any], workflow_id: str | None, metadata: dict[str, Any] | None
+    node: Workflow[Any],
+    workflow_id: str | None,
+    metadata: dict[str, Any] | None,
+    retention: Duration | None = None,
 ) -> tuple[str, Any]:
     if not isinstance(node, Workflow):
         raise TypeError(f"run() takes a step future (the result of f.step(...)), got {type(node).__name__}")
     workflow_id = generate_workflow_id() if workflow_id is None else validate_workflow_id(workflow_id)
+    keep = optional_duration(retention, "retention")
     graph = flatten(node)
     store = _store(workflow_id)
-    created = store.create(graph, _check_metadata(metadata))
+    created = store.create(graph, _check_metadata(metadata), config().retention if keep is None else keep)
     return workflow_id, graph if created else None
 
 
-def run(node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
-    """Run the workflow ending at ``node`` and return its output (the stored one if it finished before)."""
+def run(
+    node: Workflow[Any],
+    workflow_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    retention: Duration | None = None,
+) -> Any:
+    """Run the workflow ending at ``node`` and return its output (the stored one if it finished before).
+
+    ``retention`` (see ``init``) is how long this workflow is kept once it finished.
+    """
     cfg = config()
-    workflow_id, graph = _prepare(node, workflow_id, metadata)
+    workflow_id, graph = _prepare(node, workflow_id, metadata, retention)
     return cfg.host.run(cfg.storage_url, workflow_id, graph)
 
 
 def run_async(
-    node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None
+    node: Workflow[Any],
+    workflow_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    retention: Duration | None = None,
 ) -> Any:
     """Start the workflow and return a ray.ObjectRef of its output (a Future with the local executor)."""
     cfg = config()
-    workflow_id, graph = _prepare(node, workflow_id, metadata)
+    workflow_id, graph = _prepare(node, workflow_id, metadata, retention)
     return cfg.host.run_async(cfg.storage_url, workflow_id, graph)
 
 

@@ -16,6 +16,7 @@ from durably._driver import drive
 from durably._errors import WorkflowError
 from durably._graph import Graph
 from durably._resolve import open_executor, open_storage
+from durably._retention import PeriodicCollector
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore
 
@@ -95,9 +96,17 @@ class EngineHost:
         )
         self._started: dict[int, concurrent.futures.Future[Any]] = {}
         self._started_count = 0
+        self._gc: PeriodicCollector | None = None
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.admission.configure(max_running, max_pending)
+
+    def configure_gc(self, storage_url: str, interval: float | None) -> None:
+        """Delete expired workflows of ``storage_url`` every ``interval`` seconds (None: stop)."""
+        with self._lock:
+            if self._gc is not None:
+                self._gc.stop()
+            self._gc = PeriodicCollector(storage_url, interval) if interval is not None else None
 
     def reserve(self, storage_url: str, workflow_id: str) -> int:
         return self.admission.reserve(storage_url, workflow_id)
@@ -173,6 +182,9 @@ class EngineActor:
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.host.configure(max_running, max_pending)
 
+    def configure_gc(self, storage_url: str, interval: float | None) -> None:
+        self.host.configure_gc(storage_url, interval)
+
     def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
         return self.host.start(storage_url, workflow_id, graph)
 
@@ -219,6 +231,15 @@ class RayEngineHost:
 
         self._wait_until_available()
         ray.get(self.actor.configure.remote(max_running, max_pending))
+
+    def configure_gc(self, storage_url: str, interval: float | None) -> None:
+        """Run gc periodically in the cluster's engine actor, which outlives this driver."""
+        import ray
+
+        if interval is None:
+            return  # another driver may have asked the shared engine actor for gc: leave it
+        self._wait_until_available()
+        ray.get(self.actor.configure_gc.remote(storage_url, interval))
 
     def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +15,7 @@ from durably._graph import StepSpec, flatten
 from durably._plugins import hook
 from durably._resolve import open_storage
 from durably._step import Workflow
-from durably._store import StoredOutput, WorkflowStore
+from durably._store import DURABLY_ATTEMPTS, DURABLY_TRACEBACK, StoredOutput, WorkflowStore
 
 #: What a step's value slot holds when the step produced no value (yet): a continuation, or an
 #: input that was itself unresolved. Consumers that receive it return it again, unrun.
@@ -111,10 +113,23 @@ def _call_with_retries(
                 continue
             if options.catch_exceptions:
                 return None, error, attempt
+            remember_failure(error, attempt)
             hook().durably_step_failed(
                 workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
             )
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
+
+
+def remember_failure(error: BaseException, attempts: int) -> None:
+    """Note the traceback text and attempt count on a step's final error, for its workflow's status.
+
+    They travel with the exception (its ``__dict__`` is pickled) to the driver, which may be in
+    another process: the traceback object itself does not survive that trip.
+    """
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    with contextlib.suppress(Exception):  # an exception class may refuse new attributes
+        setattr(error, DURABLY_TRACEBACK, text)
+        setattr(error, DURABLY_ATTEMPTS, attempts)
 
 
 def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) -> Any:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from durably.events import EventListener
     from durably.executors import Executor
     from durably.storage import Storage
@@ -62,3 +64,8 @@ def durably_step_retried(
     workflow_id: str, step_id: str, name: str, attempt: int, error: BaseException, delay: float
 ) -> None:
     """Called in the worker when a failed attempt will be retried after ``delay`` seconds."""
+
+
+@hookspec
+def durably_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``durably`` command line: decorate functions with ``@cli.command()``."""
