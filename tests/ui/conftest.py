@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -35,6 +36,19 @@ def storage(tmp_path: Path) -> str:
     url = str(tmp_path / "storage")
     workflow.init(storage=url, executor="local")
     return url
+
+
+def wait_for_status(
+    workflow_id: str, wanted: workflow.WorkflowStatus, polls: int = 600
+) -> workflow.WorkflowStatus:
+    """Poll the workflow's status until it is ``wanted`` (a resume runs in the background); the last seen."""
+    status = workflow.get_status(workflow_id)
+    for _ in range(polls):
+        if status == wanted:
+            break
+        time.sleep(0.1)
+        status = workflow.get_status(workflow_id)
+    return status
 
 
 class Dashboard:

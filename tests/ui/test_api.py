@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import ui_workflows
-from conftest import TOKEN
+from conftest import TOKEN, wait_for_status
 from fastapi.testclient import TestClient
 
 from durably import workflow
@@ -126,7 +126,8 @@ def test_resume_runs_a_failed_workflow_to_success(client: TestClient, tmp_path: 
         ui_workflows.order_workflow(str(marker)).run(workflow_id="order")
     marker.touch()
     assert client.post("/api/workflows/order/resume", headers=AUTH).status_code == 200
-    assert workflow.get_output("order", timeout=60) == "order 7 shipped, 30 EUR"
+    assert wait_for_status("order", workflow.WorkflowStatus.SUCCESSFUL) == workflow.WorkflowStatus.SUCCESSFUL
+    assert workflow.get_output("order") == "order 7 shipped, 30 EUR"
 
 
 def test_cancel_stops_a_waiting_workflow(client: TestClient) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import ui_workflows
@@ -124,22 +121,3 @@ def test_a_confirmed_form_with_the_token_acts_and_remembers_the_browser(client: 
 def test_a_token_shorter_than_16_characters_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 16 characters"):
         create_app("memory://short-token", token="short")
-
-
-def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    environment = {key: value for key, value in os.environ.items() if key != "DURABLY_UI_TOKEN"}
-    return subprocess.run(
-        [sys.executable, "-m", "durably_ui", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**environment, **(env or {})},
-    )
-
-
-def test_the_command_refuses_a_non_loopback_address_without_a_token(tmp_path: Path) -> None:
-    done = run_command("--storage", str(tmp_path), "--host", "0.0.0.0")
-    assert done.returncode == 2
-    assert "without a token" in done.stderr and "DURABLY_UI_TOKEN" in done.stderr
