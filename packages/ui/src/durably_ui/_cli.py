@@ -6,19 +6,12 @@ import os
 
 import click
 
+from durably.cli import storage_option
 from durably_ui._settings import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, check_bind
-
-DEFAULT_STORAGE = os.path.join("~", ".durably", "storage")
 
 
 @click.command("ui")
-@click.option(
-    "--storage",
-    envvar="DURABLY_STORAGE",
-    default=DEFAULT_STORAGE,
-    show_default=True,
-    help="Where the workflows are: a path or URL (file://, s3://, gs://, ...); default $DURABLY_STORAGE.",
-)
+@storage_option
 @click.option(
     "--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on (loopback by default)."
 )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+import click
 
 from durably.events import EventListener
 from durably.hookspecs import hookimpl
 
 
 @hookimpl
-def durably_register_commands(cli: Any) -> None:
+def durably_register_commands(cli: click.Group) -> None:
     # Imported here: loading the plugin (every durably process does) must not import the web stack.
     from durably_ui._cli import ui_command
 
