@@ -98,8 +98,8 @@ def shared_storage(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def dashboard(shared_storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    """The dashboard of ``shared_storage``, started once per module (starting one takes seconds)."""
-    server = Dashboard(shared_storage, tmp_path_factory.mktemp("ui-log") / "ui.log")
+    """The dashboard of ``shared_storage``, outputs shown; one per module (starting one takes seconds)."""
+    server = Dashboard(shared_storage, tmp_path_factory.mktemp("ui-log") / "ui.log", "--show-outputs")
     try:
         yield server
     finally:

@@ -152,3 +152,18 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         "/api/workflows/{workflow_id}/events/{key}",
     } <= set(paths)
     assert "/" not in paths  # the pages are not part of the API
+
+
+def test_actors_are_listed_with_their_recent_calls(client: TestClient) -> None:
+    cart = ui_workflows.Cart.get_or_create("cart-1")
+    cart.add.run("apple")
+    cart.add.run("pear")
+    (listed,) = client.get("/api/actors").json()["items"]
+    detail = client.get("/api/actors/cart-1").json()
+    assert (listed["actor_id"], listed["calls"]) == ("cart-1", 2)
+    assert [call["method"] for call in detail["recent_calls"]] == ["add", "add", "__init__"]  # newest first
+    assert detail["state_preview"] is None  # state is unpickled only with --show-outputs
+
+
+def test_unknown_actor_is_404(client: TestClient) -> None:
+    assert client.get("/api/actors/nobody").status_code == 404

@@ -58,6 +58,9 @@ def scene(
         ).run_async(workflow_id=workflow_id)
         for workflow_id in ("awaiting-http", "awaiting-form")
     }
+    cart = ui_workflows.Cart.get_or_create("cart-7")
+    for item in ("apple", "pear", "<b>fig</b>"):
+        cart.add.run(item)
     return {"fix": folder / "order-to-resume", "waiting": waiting}
 
 
@@ -70,6 +73,13 @@ def test_the_list_shows_counts_and_filters_by_status(page: Page, ui: Dashboard, 
     page.select_option("select[name=status]", "FAILED")
     page.click("form.filters button")
     expect(page.locator("#workflows tbody tr td.id")).to_have_text(["order-to-resume", "order-broken"])
+
+
+def test_the_list_refreshes_itself(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(ui.url + "/?q=late-")
+    expect(page.locator("#workflows .empty")).to_be_visible()
+    ui_workflows.fetch.step(1).run(workflow_id="late-arrival")
+    expect(page.locator("#workflows td.id")).to_have_text("late-arrival", timeout=30_000)
 
 
 def test_the_list_searches_by_id_prefix(page: Page, ui: Dashboard, scene: Any) -> None:
@@ -90,6 +100,22 @@ def test_a_failed_workflow_shows_its_traceback_and_graph(page: Page, ui: Dashboa
     expect(page.locator("svg.graph .node.s-SUCCESSFUL")).to_have_count(2)
     expect(page.locator("svg.timeline .bar.s-SUCCESSFUL")).to_have_count(2)
     page.screenshot(path=str(ARTIFACTS / "workflow-failed.png"), full_page=True)
+
+
+def test_a_step_output_is_previewed_on_demand(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(detail_url(ui, "order-1"))
+    row = page.locator("#steps tr", has_text="ship")
+    row.locator("button.preview").click()
+    expect(row.locator("pre.output")).to_have_text("'order 1 shipped, 30 EUR'")
+
+
+def test_a_virtual_actor_shows_its_calls_and_state(page: Page, ui: Dashboard, scene: Any) -> None:
+    page.goto(ui.url)
+    page.click("nav >> text=Virtual actors")
+    page.click("text=cart-7")
+    expect(page.locator("table.list tbody tr")).to_have_count(4)  # three calls and the constructor
+    expect(page.locator("pre.output")).to_contain_text("<b>fig</b>")
+    page.screenshot(path=str(ARTIFACTS / "actor.png"), full_page=True)
 
 
 def test_a_continuation_is_drawn_in_the_graph(page: Page, ui: Dashboard, scene: Any) -> None:

@@ -52,3 +52,19 @@ def greet(event: Any) -> str:
 @workflow.step(name="<i>bold step<i>", metadata={"note": "<script>alert('step')</script>"})
 def hostile(message: str) -> None:
     raise ValueError(message)
+
+
+@workflow.virtual_actor
+class Cart:
+    """A virtual actor the actors pages show: its calls and its state."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, item: str) -> int:
+        self.items.append(item)
+        return len(self.items)
+
+    @workflow.virtual_actor.readonly
+    def count(self) -> int:
+        return len(self.items)
