@@ -15,6 +15,12 @@ ACTIONS = {
     "delete": "Delete",
     "send-event": "Send event",
 }
+#: What the workflow's page says after an action.
+DONE = {
+    "resume": "Resumed: it continues from its checkpoints.",
+    "cancel": "Cancelled.",
+    "send-event": "Event sent: a step waiting for its key takes it.",
+}
 
 
 class Actions:

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from durably.workflow import WorkflowStatus
-from durably_ui._actions import ACTIONS
+from durably_ui._actions import ACTIONS, DONE
 from durably_ui._api import actions_of, inspector_of
 from durably_ui._errors import message_of, status_code_of
 from durably_ui._layout import (
@@ -117,7 +117,7 @@ def workflow_page(request: Request, workflow_id: str, done: str = "") -> HTMLRes
         graph=layout_graph(detail.steps),
         timeline=layout_timeline(detail.steps, time.time()),
         outputs_allowed=outputs_allowed(settings_of(request)),
-        done=ACTIONS.get(done),
+        done=DONE.get(done),
         actions=ACTIONS,
     )
 
