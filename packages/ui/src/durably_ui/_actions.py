@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from durably import workflow
@@ -30,32 +31,33 @@ class Actions:
     ``workflow.init`` with the dashboard's storage and executor, in this process.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_change: Callable[[], None] = lambda: None) -> None:
         self._settings = settings
+        self._on_change = on_change
         self._ready = False
         self._lock = threading.Lock()
 
-    def _configure(self) -> None:
+    def _before_change(self) -> None:
         with self._lock:
-            if self._ready:
-                return
-            workflow.init(storage=self._settings.storage_url, executor=self._settings.executor)
-            self._ready = True
+            if not self._ready:
+                workflow.init(storage=self._settings.storage_url, executor=self._settings.executor)
+                self._ready = True
+        self._on_change()  # e.g. recount statuses: this action is about to change one
 
     def resume(self, workflow_id: str) -> None:
         """Start resuming the workflow (returns once it is submitted, not when it ends)."""
-        self._configure()
+        self._before_change()
         workflow.resume_async(workflow_id)
 
     def cancel(self, workflow_id: str) -> None:
-        self._configure()
+        self._before_change()
         workflow.cancel(workflow_id)
 
     def delete(self, workflow_id: str) -> None:
-        self._configure()
+        self._before_change()
         workflow.delete(workflow_id)
 
     def send_event(self, workflow_id: str, key: str, payload: Any) -> None:
         """Deliver ``payload`` exactly as ``workflow.send_event(workflow_id, key, payload)`` does."""
-        self._configure()
+        self._before_change()
         workflow.send_event(workflow_id, key, payload)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from durably.inspect import Inspector
 from durably_ui._actions import Actions
+from durably_ui._counts import CachedCounts
 from durably_ui._errors import OutputsHiddenError
 from durably_ui._security import require_token, settings_of
 from durably_ui._settings import MAX_PREVIEW_CHARS, outputs_allowed
@@ -25,6 +26,11 @@ def inspector_of(request: Request) -> Inspector:
 def actions_of(request: Request) -> Actions:
     actions: Actions = request.app.state.durably_ui_actions
     return actions
+
+
+def counts_of(request: Request) -> CachedCounts:
+    counts: CachedCounts = request.app.state.durably_ui_counts
+    return counts
 
 
 def as_json(value: Any) -> Any:
@@ -52,9 +58,9 @@ def list_workflows(
     return {"items": [as_json(item) for item in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/counts", summary="How many workflows have each status")
+@router.get("/counts", summary="How many workflows have each status (recounted at most every 10 s)")
 def counts(request: Request) -> dict[str, int]:
-    return dict(inspector_of(request).count_by_status())
+    return dict(counts_of(request).get())
 
 
 @router.get("/workflows/{workflow_id}", summary="One workflow: status, metadata, error, steps")

@@ -12,6 +12,7 @@ from durably.inspect import Inspector
 from durably.workflow import WorkflowError
 from durably_ui import _api, _pages
 from durably_ui._actions import Actions
+from durably_ui._counts import CachedCounts
 from durably_ui._errors import OutputsHiddenError, message_of, status_code_of
 from durably_ui._security import add_security_headers
 from durably_ui._settings import Settings, resolve_token
@@ -55,7 +56,9 @@ def create_app(
     )
     app.state.durably_ui_settings = settings
     app.state.durably_ui_inspector = inspector
-    app.state.durably_ui_actions = Actions(settings)
+    counts = CachedCounts(inspector)
+    app.state.durably_ui_counts = counts
+    app.state.durably_ui_actions = Actions(settings, on_change=counts.forget)
     app.middleware("http")(add_security_headers)
     app.include_router(_api.router)
     app.include_router(_api.ray_router)

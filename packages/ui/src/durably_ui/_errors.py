@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from durably.workflow import (
-    ActorNotFoundError,
-    WorkflowError,
-    WorkflowNotFoundError,
-    WorkflowNotResumableError,
-    WorkflowRunningError,
-)
+from durably.workflow import ActorNotFoundError, WorkflowError, WorkflowNotFoundError
 
 
 class OutputsHiddenError(Exception):
@@ -27,7 +21,7 @@ def status_code_of(exc: BaseException) -> int | None:
         return 404
     if isinstance(exc, OutputsHiddenError):
         return 403
-    if isinstance(exc, (WorkflowRunningError, WorkflowNotResumableError, WorkflowError)):
+    if isinstance(exc, WorkflowError):
         return 409  # the workflow's state does not allow it (running, finished, cancelled)
     if isinstance(exc, (ValueError, TypeError)):
         return 400

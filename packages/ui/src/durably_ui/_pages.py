@@ -11,10 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from durably.workflow import WorkflowStatus
 from durably_ui._actions import ACTIONS, DONE
-from durably_ui._api import actions_of, inspector_of
+from durably_ui._api import actions_of, counts_of, inspector_of
 from durably_ui._errors import message_of, status_code_of
 from durably_ui._layout import (
     NODE_HEIGHT,
@@ -90,7 +91,7 @@ def workflows(
     page = inspector.list_workflows(
         status=[status] if status else None, prefix=q or None, limit=PAGE_SIZE, after=after or None
     )
-    counts = dict(inspector.count_by_status())
+    counts = dict(counts_of(request).get())
     filters = {key: value for key, value in (("status", status), ("q", q)) if value}
     next_query = urlencode({**filters, "after": page.next_cursor}) if page.next_cursor else None
     return _render(
@@ -173,8 +174,6 @@ async def act(request: Request, workflow_id: str, action: str) -> Response:
 
 
 async def _run_action(request: Request, workflow_id: str, action: str, key: Any, payload: Any) -> None:
-    from starlette.concurrency import run_in_threadpool
-
     actions = actions_of(request)
     if action == "send-event":
         if not isinstance(key, str) or not key:
