@@ -129,6 +129,7 @@ def test_resume_after_the_fix_turns_the_workflow_successful(page: Page, ui: Dash
     page.goto(detail_url(ui, "order-to-resume"))
     page.click(".actions >> text=Resume")
     expect(page.locator("h1")).to_contain_text("Resume workflow")
+    page.screenshot(path=str(ARTIFACTS / "confirm-resume.png"), full_page=True)
     page.fill("input[name=token]", TOKEN)
     page.click("form.confirm button[type=submit]")
     reload_until_status(page, "SUCCESSFUL")
