@@ -45,6 +45,20 @@ PYTHONS = _installed_pythons()
 LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" else {}
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
+#: New packages whose tests run on the primary Python and one other (the newest), not on all.
+PRIMARY_AND_NEWEST_ONLY = {"ui"}
+#: Debian's Chromium, which the ui package's browser tests drive through Playwright.
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Install Debian's Chromium when missing (as .ci/run does); Playwright never downloads a browser."""
+    if shutil.which("chromium") or os.path.exists(CHROMIUM):
+        return
+    if shutil.which("apt-get") is None:
+        session.error("the ui browser tests need Chromium: install your distribution's `chromium` package")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True)
 
 
 def _install(session: nox.Session, *folders: str) -> None:
@@ -60,14 +74,30 @@ def _install(session: nox.Session, *folders: str) -> None:
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's test folder on one Python, against real Ray and real services."""
+    if package in PRIMARY_AND_NEWEST_ONLY and session.python not in (PRIMARY_PYTHON, PYTHONS[-1]):
+        session.skip(f"{package} runs on the primary and the newest Python only (CI budget)")
+    # Playwright drives Debian's Chromium; it must never download browsers of its own.
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
     _install(session, package)
     env = {"DURABLY_TEST_STORAGE": "file"}
+    marks: list[str] = []
     if session.python != PRIMARY_PYTHON:
         # The whole suite runs on the primary Python; the others run each workflow test once,
         # on the local executor (tests that need Ray itself still start a real cluster).
         env["DURABLY_TEST_EXECUTORS"] = "local"
+        # The browser tests (and the Ray Serve deployment) run once, on the primary Python.
+        marks = ["-m", "not browser and not serve"]
+    elif package == "ui":
+        _ensure_chromium(session)
     session.run(
-        "pytest", f"tests/{package}", "-p", "no:cacheprovider", "--durations=10", *session.posargs, env=env
+        "pytest",
+        f"tests/{package}",
+        "-p",
+        "no:cacheprovider",
+        "--durations=10",
+        *marks,
+        *session.posargs,
+        env=env,
     )
 
 
