@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from durably import workflow
+from durably._durations import parse_duration
 from durably._graph import flatten
 from durably._resolve import open_storage
-from durably._retention import collect_garbage, parse_duration
+from durably._retention import collect_garbage
 from durably._store import WorkflowStore
 from durably.inspect import Inspector
 from durably.storage import Storage

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from durably.events._runner import current_event_step
+from durably.events import current_event_step
 from durably.workflow import ExternalEvent
 
 __all__ = ["HTTPListener"]

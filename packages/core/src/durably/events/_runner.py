@@ -10,46 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from durably import _codec
 from durably._plugins import hook
 from durably._protocol import DONE, UNRESOLVED, UNRESOLVED_INPUT, StepFailure, StepOutcome, StepTask
 from durably._runner import load_function, record_finished_step, resolve_inputs, step_metadata
-from durably._store import WorkflowStore, open_workflow_store
+from durably._store import open_workflow_store
 from durably.events import EventListener
+from durably.events._context import EventStepContext, _current
 
 T = TypeVar("T")
 
 #: Storage calls are blocking; they run on this pool so listeners that fill the loop's default
 #: executor (``asyncio.to_thread``) can never starve them.
 _storage_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="durably-event-io")
-
-
-@dataclass(frozen=True)
-class EventStepContext:
-    """The event step a listener is polling for (what built-in listeners need to find their events)."""
-
-    storage_url: str
-    store: WorkflowStore
-    step_id: str
-
-
-_current: contextvars.ContextVar[EventStepContext | None] = contextvars.ContextVar(
-    "durably_event_step", default=None
-)
-
-
-def current_event_step() -> EventStepContext:
-    """The event step whose ``poll_for_event`` is running; only valid inside it."""
-    context = _current.get()
-    if context is None:
-        raise RuntimeError("this listener only works inside a workflow's wait_for_event step")
-    return context
 
 
 async def in_storage_thread(func: Callable[..., T], *args: Any) -> T:
