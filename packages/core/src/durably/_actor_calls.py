@@ -23,13 +23,14 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from durably import _codec
 from durably._actor_store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
 from durably._errors import WorkflowError, WorkflowExecutionError, WorkflowNotFoundError
+from durably._plugins import hook, propagation_context
 from durably._resolve import open_storage
 from durably._step import StepFunction, Workflow
 from durably.storage import KeyNotFound
@@ -320,8 +321,20 @@ class ActorCore:
         return True, _codec.loads(record.result)
 
     # -- applying a call ----------------------------------------------------------------------
-    def apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+    def apply(
+        self,
+        target: Target,
+        method: str,
+        args: Any,
+        kwargs: Any,
+        call_id: str,
+        context: Mapping[str, str] | None = None,
+    ) -> Any:
         """Apply a mutating call exactly once and return its result (see the module docstring)."""
+        with _observed_call(self.actor_id, method, False, context):
+            return self._apply(target, method, args, kwargs, call_id)
+
+    def _apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
         while True:
             cls, head = self.sync(verify=False)
             found, result = self.committed_result(call_id)
@@ -362,8 +375,14 @@ class ActorCore:
             _delete_workflows(self.store, subworkflows)
             return result
 
-    def apply_readonly(self, target: Target, method: str, args: Any, kwargs: Any) -> Any:
+    def apply_readonly(
+        self, target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None
+    ) -> Any:
         """Run a read-only method on the latest committed state; changes are dropped with a warning."""
+        with _observed_call(self.actor_id, method, True, context):
+            return self._apply_readonly(target, method, args, kwargs)
+
+    def _apply_readonly(self, target: Target, method: str, args: Any, kwargs: Any) -> Any:
         cls, head = self.sync()
         func = _find_method(cls, self.actor_id, method)
         instance = restore(cls, _codec.loads(head.state))
@@ -383,6 +402,31 @@ class ActorCore:
                 stacklevel=2,
             )
         return result
+
+
+@contextlib.contextmanager
+def _observed_call(
+    actor_id: str, method: str, readonly: bool, context: Mapping[str, str] | None
+) -> Iterator[None]:
+    """Tell the plugins that a call is applied here, and how it ended."""
+    context = context or {}
+    hook().durably_actor_call_started(actor_id=actor_id, method=method, readonly=readonly, context=context)
+    started = time.monotonic()
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as raised:
+        error = raised
+        raise
+    finally:
+        hook().durably_actor_call_finished(
+            actor_id=actor_id,
+            method=method,
+            readonly=readonly,
+            duration=time.monotonic() - started,
+            error=error,
+            context=context,
+        )
 
 
 def _find_method(cls: type, actor_id: str, method: str) -> Callable[..., Any]:
@@ -543,10 +587,12 @@ class ActorHost:
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
 
-    def call(self, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+    def call(
+        self, method: str, args: Any, kwargs: Any, call_id: str, context: Mapping[str, str] | None = None
+    ) -> Any:
         self._busy = True
         try:
-            return self.core.apply(self.target, method, args, kwargs, call_id)
+            return self.core.apply(self.target, method, args, kwargs, call_id, context)
         finally:
             self._busy = False
             self._last_call = time.monotonic()
@@ -612,9 +658,11 @@ def stop_host(target: Target) -> None:
         ray.kill(ray.get_actor(host_name(target), namespace=HOST_NAMESPACE), no_restart=True)
 
 
-def _readonly_remote(target: Target, method: str, args: Any, kwargs: Any) -> Any:
+def _readonly_remote(
+    target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None
+) -> Any:
     configure_worker(target.storage_url, target.executor)
-    return core_for(target.storage_url, target.actor_id).apply_readonly(target, method, args, kwargs)
+    return core_for(target.storage_url, target.actor_id).apply_readonly(target, method, args, kwargs, context)
 
 
 _readonly_tasks: Any = None
@@ -642,19 +690,22 @@ def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str
     """Start a call; a ray.ObjectRef with the ray executor, else a concurrent.futures.Future."""
     global _readonly_tasks
     core = core_for(target.storage_url, target.actor_id)
+    context = propagation_context(None)
     if target.executor in RAY_EXECUTORS:
         import ray
 
         if readonly:
             if _readonly_tasks is None:
                 _readonly_tasks = ray.remote(num_cpus=0)(_readonly_remote)
-            return _readonly_tasks.remote(target, method, args, kwargs)
+            return _readonly_tasks.remote(target, method, args, kwargs, context)
         _refuse_own_mutating_call(target, method)
-        return _host_for(target).call.remote(method, args, kwargs, call_id)
+        return _host_for(target).call.remote(method, args, kwargs, call_id, context)
     if readonly:
-        return _pool.submit(contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs)
+        return _pool.submit(
+            contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs, context
+        )
     _refuse_own_mutating_call(target, method)
-    return _queue_for(target).submit(lambda: core.apply(target, method, args, kwargs, call_id))
+    return _queue_for(target).submit(lambda: core.apply(target, method, args, kwargs, call_id, context))
 
 
 def call(
@@ -664,17 +715,22 @@ def call(
     if readonly is None:
         readonly = is_readonly(target, method)
     core = core_for(target.storage_url, target.actor_id)
+    context = propagation_context(None)
     if readonly:
-        return core.apply_readonly(target, method, args, kwargs)
+        return core.apply_readonly(target, method, args, kwargs, context)
     _refuse_own_mutating_call(target, method)
     if target.executor not in RAY_EXECUTORS:
-        return _queue_for(target).submit(lambda: core.apply(target, method, args, kwargs, call_id)).result()
+        return (
+            _queue_for(target)
+            .submit(lambda: core.apply(target, method, args, kwargs, call_id, context))
+            .result()
+        )
     import ray
 
     deadline = time.monotonic() + _RETRY_HOST_SECONDS
     while True:
         try:
-            return ray.get(_host_for(target).call.remote(method, args, kwargs, call_id))
+            return ray.get(_host_for(target).call.remote(method, args, kwargs, call_id, context))
         except ray.exceptions.RayActorError:
             # The host died (or exited idle) with the call queued or running: start a new one and
             # send the same call again; if it had committed, its call id finds the result.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from durably import _codec
@@ -35,6 +36,8 @@ class StepTask:
     workflow_id: str
     spec: StepSpec
     dynamic: bool = False
+    #: What plugins asked the driver to carry to the worker's step hooks (``durably_propagation_context``).
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
 class StepFailure(Exception):
@@ -88,7 +91,11 @@ def _call_with_retries(
     while True:
         attempt += 1
         hook().durably_step_started(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            attempt=attempt,
+            context=task.context,
         )
         try:
             token = INSIDE_STEP.set(True)
@@ -106,13 +113,18 @@ def _call_with_retries(
                     attempt=attempt,
                     error=error,
                     delay=delay,
+                    context=task.context,
                 )
                 time.sleep(delay)
                 continue
             if options.catch_exceptions:
                 return None, error, attempt
             hook().durably_step_failed(
-                workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+                workflow_id=task.workflow_id,
+                step_id=spec.step_id,
+                name=spec.name,
+                error=error,
+                context=task.context,
             )
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
@@ -148,6 +160,13 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
         store.save_continuation(spec.step_id, graph, meta)
+        hook().durably_step_continued(
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            duration=meta["end_time"] - meta["start_time"],
+            context=task.context,
+        )
         return UNRESOLVED, (INFO_CONTINUATION, graph)
     if spec.options.catch_exceptions:
         result = (None, caught) if caught is not None else (result, None)
@@ -180,4 +199,5 @@ def record_finished_step(
         step_id=spec.step_id,
         name=spec.name,
         duration=meta["end_time"] - meta["start_time"],
+        context=task.context,
     )

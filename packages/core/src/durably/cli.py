@@ -20,7 +20,13 @@ def _plugins(_: argparse.Namespace) -> int:
         for kind, names in registry.provides(info).items():
             if names:
                 print(f"    {kind}: {', '.join(names)}")
-        observed = [hook for hook in info.hooks if hook.startswith(("durably_workflow_", "durably_step_"))]
+        observed = [
+            hook
+            for hook in info.hooks
+            if hook.startswith(
+                ("durably_workflow_", "durably_step_", "durably_actor_", "durably_propagation_")
+            )
+        ]
         if observed:
             print(f"    lifecycle hooks: {', '.join(observed)}")
     return 0

@@ -86,7 +86,9 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, 
         return UNRESOLVED, (INFO_UNRESOLVED_INPUT,)
     listener_class = await in_storage_thread(_load_function, store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
-    hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1)
+    hook().durably_step_started(
+        workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1, context=task.context
+    )
     started = time.time()
     try:
         listener = listener_class()
@@ -106,7 +108,11 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, tuple[Any, 
             await listener.event_checkpointed(event)
     except Exception as error:
         hook().durably_step_failed(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            error=error,
+            context=task.context,
         )
         raise StepFailure(task.workflow_id, spec.step_id, error) from error
     meta = step_metadata(spec, started, time.time(), attempts=1)
