@@ -19,11 +19,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.metrics import _internal as _metrics_globals
 
 TRACES_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 METRICS_EXPORTER_ENV = "OTEL_METRICS_EXPORTER"
 SDK_DISABLED_ENV = "OTEL_SDK_DISABLED"
+#: The API's own variables naming a provider to load (on the first ``get_*_provider()`` call).
+PROVIDER_ENVS = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
 
 _ENTRY_POINT_GROUPS = {
     TRACES_EXPORTER_ENV: "opentelemetry_traces_exporter",
@@ -45,10 +47,13 @@ _configured_from_environment = False
 
 
 def application_has_providers() -> bool:
-    """Whether a global TracerProvider or MeterProvider was set in this process."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) or not isinstance(
-        metrics.get_meter_provider(), _ProxyMeterProvider
-    )
+    """Whether a global TracerProvider or MeterProvider was set in this process.
+
+    Runs on every hook while telemetry is off, so it reads the API's own globals: the public
+    getters look the ``OTEL_PYTHON_*_PROVIDER`` variables up in ``os.environ`` on each call
+    (those variables count as the environment asking, see below, and go through the getters).
+    """
+    return trace._TRACER_PROVIDER is not None or _metrics_globals._METER_PROVIDER is not None
 
 
 def exporter_names(variable: str) -> list[str]:
@@ -67,6 +72,8 @@ def environment_asks_for_telemetry() -> bool:
     """Whether the SDK's variables name an exporter (and do not disable the SDK); read once per process."""
     if os.environ.get(SDK_DISABLED_ENV, "").strip().lower() == "true":
         return False
+    if any(variable in os.environ for variable in PROVIDER_ENVS):
+        return True
     return bool(exporter_names(TRACES_EXPORTER_ENV) or exporter_names(METRICS_EXPORTER_ENV))
 
 
@@ -96,6 +103,9 @@ def configure_from_environment() -> None:
     """Build SDK providers from ``OTEL_*`` and install them as the global ones (once per process)."""
     global _configured_from_environment
     with _configure_lock:
+        # The public getters load a provider that OTEL_PYTHON_*_PROVIDER names.
+        trace.get_tracer_provider()
+        metrics.get_meter_provider()
         if _configured_from_environment or application_has_providers():
             return
         _configured_from_environment = True
