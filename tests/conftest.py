@@ -60,7 +60,9 @@ def _start_ray_cluster(attempts: int = 3, env: dict[str, str] | None = None) -> 
         try:
             cluster.wait_ready()
             return cluster
-        except RuntimeError:
+        # A raylet that gave up waiting for its slow-starting agents (Ray waits a fixed ~15 s per
+        # agent port) leaves a head that ray.init cannot connect to: ConnectionError.
+        except (RuntimeError, ConnectionError):
             cluster.stop()
             if attempt == attempts:
                 raise

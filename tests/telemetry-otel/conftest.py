@@ -128,9 +128,8 @@ def ray_node_env(worker_telemetry_dir: Path, otlp_receiver: OtlpReceiver) -> dic
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
-        # Ray gives a starting node and its agents 30 s to come up, which a loaded machine can miss.
+        # Ray gives a starting node 30 s to register, which a loaded machine can miss.
         "RAY_raylet_start_wait_time_s": "180",
-        "RAY_agent_register_timeout_ms": "180000",
     }
 
 
