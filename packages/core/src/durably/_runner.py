@@ -76,7 +76,11 @@ def _call_with_retries(
     while True:
         attempt += 1
         hook().durably_step_started(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            attempt=attempt,
+            context=task.context,
         )
         try:
             token = INSIDE_STEP.set(True)
@@ -94,6 +98,7 @@ def _call_with_retries(
                     attempt=attempt,
                     error=error,
                     delay=delay,
+                    context=task.context,
                 )
                 time.sleep(delay)
                 continue
@@ -101,7 +106,11 @@ def _call_with_retries(
                 return None, error, attempt
             remember_failure(error, attempt)
             hook().durably_step_failed(
-                workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+                workflow_id=task.workflow_id,
+                step_id=spec.step_id,
+                name=spec.name,
+                error=error,
+                context=task.context,
             )
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
@@ -149,6 +158,13 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
         store.save_continuation(spec.step_id, graph, meta)
+        hook().durably_step_continued(
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            duration=meta["end_time"] - meta["start_time"],
+            context=task.context,
+        )
         return UNRESOLVED, Continuation(graph)
     if spec.options.catch_exceptions:
         result = (None, caught) if caught is not None else (result, None)
@@ -181,4 +197,5 @@ def record_finished_step(
         step_id=spec.step_id,
         name=spec.name,
         duration=meta["end_time"] - meta["start_time"],
+        context=task.context,
     )

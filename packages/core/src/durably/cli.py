@@ -554,7 +554,8 @@ def plugins(as_json: bool) -> None:
     found = []
     for info in registry.plugins:
         provides = {} if info.error else registry.provides(info)
-        observed = [hook for hook in info.hooks if hook.startswith(("durably_workflow_", "durably_step_"))]
+        lifecycle = ("durably_workflow_", "durably_step_", "durably_actor_", "durably_propagation_")
+        observed = [hook for hook in info.hooks if hook.startswith(lifecycle)]
         commands = _commands_added_by(registry.manager.get_plugin(info.name))
         if commands:
             provides["commands"] = commands

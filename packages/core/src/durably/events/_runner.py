@@ -53,7 +53,9 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
         return UNRESOLVED, UNRESOLVED_INPUT
     listener_class = await in_storage_thread(load_function, store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
-    hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1)
+    hook().durably_step_started(
+        workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1, context=task.context
+    )
     started = time.time()
     try:
         listener = listener_class()
@@ -73,7 +75,11 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
             await listener.event_checkpointed(event)
     except Exception as error:
         hook().durably_step_failed(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            error=error,
+            context=task.context,
         )
         raise StepFailure(task.workflow_id, spec.step_id, error) from error
     meta = step_metadata(spec, started, time.time(), attempts=1)
