@@ -56,9 +56,8 @@ def summarise(lines: list[str], top: int) -> str:
         if not count.isdigit():
             continue
         parts = body.split(";")
-        pids = [int(found.group(1)) for part in parts if (found := _PROCESS.match(part))]
-        if not pids:
-            continue
+        # Without --subprocesses there is no process prefix: every sample is the driver's.
+        pids = [int(found.group(1)) for part in parts if (found := _PROCESS.match(part))] or [0]
         root = pids[0] if root is None else root
         frames = [part for part in parts if not part.startswith(("process ", "thread "))]
         stacks[pids[-1]].append((frames, int(count)))

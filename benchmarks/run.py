@@ -344,7 +344,8 @@ def _cells(row: Row) -> tuple[str, ...]:
         return (row.workload, n, row.implementation, "n/a", "n/a", "", "", "", "", "", note[:160])
     per_step = "" if row.ms_per_step is None else f"{row.ms_per_step:.3f}"
     engine = "in driver" if row.engine_in_driver else _megabytes(row.engine_peak_rss_mb)
-    return (row.workload, n, row.implementation, f"{row.best or 0.0:.2f}", per_step,
+    best = row.best or 0.0
+    return (row.workload, n, row.implementation, f"{best:.2f}" if best >= 1 else f"{best:.3f}", per_step,
             ratio(row.vs_floor), ratio(row.vs_ray_workflow), _megabytes(row.driver_peak_rss_mb),
             engine, format_figures(row.best_figures), row.note)  # fmt: skip
 
