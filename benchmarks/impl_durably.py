@@ -179,17 +179,9 @@ class Durably(Implementation):
     def run_resume(self, n: int, run_id: str) -> Measured:
         """Crash a driver half-way through an n-step chain, resume it, then resume it again finished."""
         with tempfile.TemporaryDirectory(prefix="durably-bench-resume-") as control:
-            command = [sys.executable, str(VICTIM), "--storage-url", self.storage_url]
-            command += [
-                "--executor",
-                self.executor,
-                "--workflow-id",
-                run_id,
-                "--n",
-                str(n),
-                "--control",
-                control,
-            ]
+            options = {"storage-url": self.storage_url, "executor": self.executor, "workflow-id": run_id}
+            options.update({"n": str(n), "control": control})
+            command = [sys.executable, str(VICTIM), *(f"--{name}={value}" for name, value in options.items())]
             # Its own session: SIGKILL of the group takes its Ray cluster (engine included) down too.
             victim = subprocess.Popen(command, start_new_session=True)
             try:
@@ -224,10 +216,7 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes] | None = None) -
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path.name} did not appear in {RESUME_WAIT_SECONDS:.0f} s")
         time.sleep(0.005)
-    # The writer creates the file, then writes it: wait for the content.
-    while not path.read_text():
-        time.sleep(0.001)
-    return path
+    return path  # the victim writes it beside and renames it: it is complete once it is there
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
