@@ -220,9 +220,18 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes] | None = None) -
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the victim, its process group and every process below it (its Ray, if any), and wait
+    until they are gone: a step worker or engine still alive would hold the workflow's lease."""
+    below = descendant_pids("", process.pid)  # Ray may start some of them in sessions of their own
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + 60
+    while any(os.path.exists(f"/proc/{pid}") for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
