@@ -320,7 +320,8 @@ def format_figures(figures: dict[str, float]) -> str:
     """``{"first_step_p50_ms": 2.1, "workflows_per_s": 312}`` -> ``first step p50 2.1 ms, workflows 312/s``"""
     shown = []
     for name, value in figures.items():
-        for suffix, unit in (("_per_s", "{:,.0f}/s"), ("_ms", "{:,.1f} ms"), ("_s", "{:,.2f} s")):
+        seconds = "{:,.2f} s" if value >= 1 else "{:.3f} s"
+        for suffix, unit in (("_per_s", "{:,.0f}/s"), ("_ms", "{:,.1f} ms"), ("_s", seconds)):
             if name.endswith(suffix):
                 shown.append(f"{name.removesuffix(suffix).replace('_', ' ')} {unit.format(value)}")
                 break
