@@ -18,6 +18,7 @@ import pytest
 from durably import workflow
 from durably._durations import parse_duration
 from durably._graph import flatten
+from durably._lease import Lease
 from durably._resolve import open_storage
 from durably._retention import collect_garbage
 from durably._store import WorkflowStore
@@ -183,7 +184,8 @@ def test_gc_never_deletes_a_running_workflow(storage_url: str, tmp_path: Path) -
 def test_gc_skips_a_finished_workflow_whose_lease_a_resume_holds(storage_url: str) -> None:
     storage = open_storage(storage_url)
     _stored(storage, "resuming", "FAILED", time.time() - 2 * DAY, retention=DAY)
-    lease = WorkflowStore(storage, "resuming").lease()
+    store = WorkflowStore(storage, "resuming")
+    lease = Lease(storage, store.lease_key, "resuming")  # as the driver builds it
     lease.acquire()  # what a resume does first, before it writes RUNNING
     try:
         report = collect_garbage(storage)
