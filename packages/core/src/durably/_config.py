@@ -28,6 +28,8 @@ class Config:
     max_pending_workflows: int | None
     #: Where workflow engines run (``_hosts.EngineHost`` or ``_hosts.RayEngineHost``).
     host: Any
+    #: Seconds a finished workflow is kept unless its run says otherwise (None: forever).
+    retention: float | None = None
     #: The arguments ``workflow.init`` was called with, to redo it on a new Ray connection.
     settings: dict[str, Any] = field(default_factory=dict)
     #: Which Ray connection ``host`` belongs to (``connection()`` when it was made).
@@ -55,6 +57,11 @@ def install(config: Config) -> None:
 
 def is_set() -> bool:
     return _config is not None
+
+
+def installed() -> Config | None:
+    """The configuration as installed, without initialising or re-initialising it (for ``init``)."""
+    return _config
 
 
 def set_connection_probe(probe: Callable[[], Any]) -> None:
