@@ -23,6 +23,7 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
   processes. Fixture: ``storage_url``.
 """
 
+from durably.testing.codecs import CodecContract
 from durably.testing.events import EventListenerContract
 from durably.testing.faults import Fault, FaultInjector, Operation, StorageFaultContract
 from durably.testing.http_faults import HttpFaultInjector, HttpFaultProxy, HttpRoute, SeenRequest
@@ -30,6 +31,7 @@ from durably.testing.storage import StorageContract
 from durably.testing.workflows import StorageWorkflowContract
 
 __all__ = [
+    "CodecContract",
     "EventListenerContract",
     "Fault",
     "FaultInjector",
