@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import signal
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durably_test_helpers import run_child
 
 from durably import workflow
+from durably.cli import main as durably_cli
 from durably._errors import CheckpointCorruptedError
 from durably._plugins import get_registry
 from durably._resolve import forget_storage, open_raw_storage, open_storage
@@ -172,3 +177,84 @@ def test_init_refuses_the_sign_codec_without_a_key(storage_url: str, codec_env: 
 
 def test_without_codecs_the_backend_is_used_directly(storage_url: str, codec_env: Any) -> None:
     assert not isinstance(open_storage(storage_url), CodecStorage)
+
+
+REWRITE_CHILD = """
+import os, signal
+from durably._resolve import build_codecs, open_raw_storage
+from durably.codecs import rewrite_store
+
+done = []
+
+def die_after_three(key):
+    done.append(key)
+    if len(done) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+rewrite_store(open_raw_storage(STORAGE), build_codecs(["sign"]), on_record=die_after_three)
+"""
+
+
+def _signed_keys(storage_url: str) -> tuple[int, int]:
+    raw = open_raw_storage(storage_url)
+    keys = list(raw.list(""))
+    return sum(raw.get(key).startswith(b"DRBS") for key in keys), len(keys)
+
+
+def test_codecs_rewrite_signs_a_store_written_without_codecs(storage_url: str, codec_env: Any) -> None:
+    _run_sum(storage_url, "legacy")
+    codec_env.setenv(SIGN_ENV, "k1:first secret")
+    assert durably_cli(["codecs", "rewrite", "--storage", storage_url, "--allow-unsigned-legacy"]) == 0
+    codec_env.delenv("DURABLY_ALLOW_UNSIGNED_LEGACY")
+    signed, total = _signed_keys(storage_url)
+    assert signed == total
+    workflow.init(storage=storage_url, executor="local")
+    assert workflow.get_output("legacy") == 6
+
+
+@pytest.mark.needs_persistent_storage
+def test_codecs_rewrite_killed_midway_is_finished_by_a_second_run(storage_url: str, codec_env: Any) -> None:
+    _run_sum(storage_url, "legacy")
+    env = {SIGN_ENV: "k1:first secret", "DURABLY_ALLOW_UNSIGNED_LEGACY": "1"}
+    child = run_child(REWRITE_CHILD.replace("STORAGE", repr(storage_url)), env=env)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    signed, total = _signed_keys(storage_url)
+    assert signed == 3 < total
+    for name, value in env.items():
+        codec_env.setenv(name, value)
+    assert durably_cli(["codecs", "rewrite", "--storage", storage_url, "--allow-unsigned-legacy"]) == 0
+    codec_env.delenv("DURABLY_ALLOW_UNSIGNED_LEGACY")
+    assert _signed_keys(storage_url) == (total, total)
+    workflow.init(storage=storage_url, executor="local")
+    assert workflow.get_output("legacy") == 6
+
+
+def test_codecs_rewrite_without_a_configured_codec_says_what_to_set(
+    storage_url: str, codec_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert durably_cli(["codecs", "rewrite", "--storage", storage_url]) == 1
+    assert "DURABLY_SIGNING_KEY" in capsys.readouterr().err
+
+
+def _peak_extra(action: Any) -> tuple[Any, int]:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = action()
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_encrypting_a_large_record_needs_its_ciphertext_and_one_chunk_not_a_third_copy() -> None:
+    codec = EncryptionCodec(_ring(["e1"]))
+    record = os.urandom(64 * 1024 * 1024)
+    stored, extra = _peak_extra(lambda: codec.encode("wf/objects/h", record))
+    assert extra < len(record) + 4 * 1024 * 1024
+
+
+def test_decrypting_a_large_record_needs_its_plaintext_and_one_chunk_not_a_third_copy() -> None:
+    codec = EncryptionCodec(_ring(["e1"]))
+    stored = bytes(codec.encode("wf/objects/h", os.urandom(64 * 1024 * 1024)))
+    _, extra = _peak_extra(lambda: codec.decode("wf/objects/h", stored))
+    assert extra < len(stored) + 4 * 1024 * 1024

@@ -73,6 +73,25 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codecs_rewrite(args: argparse.Namespace) -> int:
+    import os
+
+    from durably._resolve import build_codecs, configured_codec_names, open_raw_storage
+    from durably.codecs import LEGACY_ENV, rewrite_store
+
+    if args.allow_unsigned_legacy:
+        os.environ[LEGACY_ENV] = "1"  # this one-shot process reads records written before codecs
+    names = configured_codec_names()
+    if not names:
+        raise ValueError(
+            "no codec is configured: set DURABLY_SIGNING_KEY and/or DURABLY_ENCRYPTION_KEY "
+            "(or DURABLY_CODECS) to the keys the store should be written with"
+        )
+    count = rewrite_store(open_raw_storage(args.storage), build_codecs(names))
+    print(f"re-encoded {count} records with {', '.join(names)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="durably", description="Durable workflows for Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("workflow_id")
     commands.choices["plugins"].set_defaults(handler=_plugins)
+    codecs = commands.add_parser("codecs", help="manage the codecs of stored records").add_subparsers(
+        dest="codecs_command", required=True
+    )
+    rewrite = codecs.add_parser(
+        "rewrite",
+        help="re-encode every record of a storage with the configured codecs and first keys "
+        "(crash-safe: run it again to finish; stop workflows first)",
+    )
+    rewrite.add_argument("--storage", required=True, help="storage path or URL")
+    rewrite.add_argument(
+        "--allow-unsigned-legacy",
+        action="store_true",
+        help="also re-encode records written before codecs were configured",
+    )
+    rewrite.set_defaults(handler=_codecs_rewrite)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from durably.codecs._base import Codec, CodecStorage, RecordRefusedError
 from durably.codecs._encryption import ENCRYPTION_KEY_ENV, EncryptionCodec
 from durably.codecs._keys import KeyRing, parse_key_ring
+from durably.codecs._rewrite import rewrite_store
 from durably.codecs._signing import LEGACY_ENV, SIGNING_KEY_ENV, SigningCodec
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "RecordRefusedError",
     "SigningCodec",
     "parse_key_ring",
+    "rewrite_store",
 ]
