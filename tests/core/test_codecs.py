@@ -16,10 +16,10 @@ import pytest
 from durably_test_helpers import run_child
 
 from durably import workflow
-from durably.cli import main as durably_cli
 from durably._errors import CheckpointCorruptedError
 from durably._plugins import get_registry
 from durably._resolve import forget_storage, open_raw_storage, open_storage
+from durably.cli import main as durably_cli
 from durably.codecs import CodecStorage, EncryptionCodec, KeyRing, RecordRefusedError, SigningCodec
 from durably.testing import CodecContract
 
@@ -249,7 +249,7 @@ def _peak_extra(action: Any) -> tuple[Any, int]:
 def test_encrypting_a_large_record_needs_its_ciphertext_and_one_chunk_not_a_third_copy() -> None:
     codec = EncryptionCodec(_ring(["e1"]))
     record = os.urandom(64 * 1024 * 1024)
-    stored, extra = _peak_extra(lambda: codec.encode("wf/objects/h", record))
+    _, extra = _peak_extra(lambda: codec.encode("wf/objects/h", record))
     assert extra < len(record) + 4 * 1024 * 1024
 
 
