@@ -41,6 +41,10 @@ class Codec(Protocol):
         """The record stored as ``data`` at ``key``; raises :class:`RecordRefusedError` if refused."""
 
 
+#: A codec may also define ``encode_parts(key, parts) -> bytes``, the same as ``encode(key,
+#: b"".join(parts))`` without that join: a large record is then never joined before encoding.
+
+
 def pack_prefix(magic: bytes, version: int, key_id: str) -> bytes:
     """The header start shared by the built-in codecs: magic, version, key id."""
     encoded = key_id.encode()
@@ -76,6 +80,17 @@ class CodecStorage:
 
     def put(self, key: str, data: bytes) -> None:
         self.inner.put(key, self._encode(key, data))
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Store the record made of ``parts``; a first codec with ``encode_parts`` consumes them unjoined."""
+        encode_parts = getattr(self.codecs[0], "encode_parts", None) if self.codecs else None
+        if encode_parts is None:
+            self.put(key, b"".join(parts))
+            return
+        data: bytes = encode_parts(key, parts)
+        for codec in self.codecs[1:]:
+            data = codec.encode(key, data)
+        self.inner.put(key, data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self.inner.put_if_absent(key, self._encode(key, data))

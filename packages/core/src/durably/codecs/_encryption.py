@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from durably.codecs._base import RecordRefusedError, pack_prefix, unpack_prefix
@@ -34,6 +35,27 @@ def _aesgcm() -> Any:
             "the encrypt codec needs the cryptography package: pip install 'durably[encryption]'"
         ) from None
     return AESGCM
+
+
+def _chunks(parts: Sequence[bytes | memoryview], size: int) -> Iterator[bytes | memoryview]:
+    """``b"".join(parts)`` cut in ``size`` pieces: views where a piece lies in one part, else a small join."""
+    pending: list[memoryview] = []
+    pending_length = 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        while len(view):
+            take = min(size - pending_length, len(view))
+            if not pending and take == size:
+                yield view[:take]
+            else:
+                pending.append(view[:take])
+                pending_length += take
+                if pending_length == size:
+                    yield b"".join(pending)
+                    pending, pending_length = [], 0
+            view = view[take:]
+    if pending or size and not any(len(part) for part in parts):
+        yield b"".join(pending)
 
 
 class EncryptionCodec:
@@ -61,20 +83,22 @@ class EncryptionCodec:
         return cls(keys, allow_legacy=allow_legacy_from_environment())
 
     def encode(self, key: str, data: bytes) -> bytes:
+        return self.encode_parts(key, [data])
+
+    def encode_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> bytes:
         cipher = self._ciphers[self.keys.write_id]
+        length = sum(len(part) for part in parts)
         nonce_prefix = os.urandom(8)
         header = pack_prefix(MAGIC, VERSION, self.keys.write_id) + _PARAMS.pack(
-            nonce_prefix, self.chunk_size, len(data)
+            nonce_prefix, self.chunk_size, length
         )
         bound = key.encode() + b"\0" + header
-        count = max(1, -(-len(data) // self.chunk_size))
-        # Sealed chunks are written into one preallocated buffer: no list of chunks, no join.
-        out = bytearray(len(header) + len(data) + count * _TAG)
+        count = max(1, -(-length // self.chunk_size))
+        # Sealed chunks are written into one preallocated buffer: no joined record, no list of chunks.
+        out = bytearray(len(header) + length + count * _TAG)
         out[: len(header)] = header
-        view = memoryview(data)
         position = len(header)
-        for index in range(count):
-            plain = view[index * self.chunk_size : (index + 1) * self.chunk_size]
+        for index, plain in enumerate(_chunks(parts, self.chunk_size)):
             aad = bound + _CHUNK_AAD.pack(index, index == count - 1)
             sealed = cipher.encrypt(nonce_prefix + index.to_bytes(4, "big"), plain, aad)
             out[position : position + len(sealed)] = sealed

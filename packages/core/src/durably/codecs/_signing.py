@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 
 from durably.codecs._base import RecordRefusedError, pack_prefix, unpack_prefix
 from durably.codecs._keys import KeyRing, key_ring_from_environment
@@ -50,15 +51,22 @@ class SigningCodec:
         return cls(keys, allow_legacy=allow_legacy_from_environment())
 
     @staticmethod
-    def _mac(secret: bytes, key: str, prefix: bytes | memoryview, body: bytes | memoryview) -> bytes:
+    def _mac(
+        secret: bytes, key: str, prefix: bytes | memoryview, body: Sequence[bytes | memoryview]
+    ) -> bytes:
         mac = hmac.new(secret, key.encode() + b"\0", hashlib.sha256)
         mac.update(prefix)
-        mac.update(body)  # a view of the record: hashed where it is, not copied
+        for part in body:
+            mac.update(part)  # views of the record: hashed where they are, not copied
         return mac.digest()
 
     def encode(self, key: str, data: bytes) -> bytes:
+        return self.encode_parts(key, [data])
+
+    def encode_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> bytes:
         prefix = pack_prefix(MAGIC, VERSION, self.keys.write_id)
-        return b"".join((prefix, self._mac(self.keys.keys[self.keys.write_id], key, prefix, data), data))
+        mac = self._mac(self.keys.keys[self.keys.write_id], key, prefix, parts)
+        return b"".join([prefix, mac, *parts])
 
     def decode(self, key: str, data: bytes) -> bytes:
         header = unpack_prefix(key, data, MAGIC)
@@ -88,7 +96,7 @@ class SigningCodec:
             )
         stored = view[end : end + _MAC_SIZE]
         body = view[end + _MAC_SIZE :]
-        if not hmac.compare_digest(self._mac(secret, key, view[:end], body), stored):
+        if not hmac.compare_digest(self._mac(secret, key, view[:end], [body]), stored):
             raise RecordRefusedError(
                 key,
                 f"its signature does not match signing key {key_id!r}: "
