@@ -71,7 +71,7 @@ def encode_record_from_parts(kind: int, meta: dict[str, Any], parts: list[bytes 
 def record_parts(
     kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]
 ) -> list[bytes | memoryview]:
-    """The pieces of a record whose payload is ``parts``, not joined (a codec may consume them as they are)."""
+    """The pieces of a record whose payload is ``parts``, not joined (a codec may encode them unjoined)."""
     meta_bytes = json.dumps(meta, separators=(",", ":"), default=str).encode()
     checksum = zlib.crc32(meta_bytes)
     length = 0

@@ -54,7 +54,7 @@ def _chunks(parts: Sequence[bytes | memoryview], size: int) -> Iterator[bytes | 
                     yield b"".join(pending)
                     pending, pending_length = [], 0
             view = view[take:]
-    if pending or size and not any(len(part) for part in parts):
+    if pending or (size and not any(len(part) for part in parts)):
         yield b"".join(pending)
 
 
