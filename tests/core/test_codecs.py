@@ -90,6 +90,7 @@ def test_the_built_in_codecs_are_listed_as_plugins() -> None:
     assert registry.provides(info) == {"codecs": ["encrypt", "sign"]}
 
 
+@pytest.mark.workflow
 def test_with_a_signing_key_every_stored_record_is_signed(storage_url: str, codec_env: Any) -> None:
     codec_env.setenv(SIGN_ENV, "k1:first secret")
     assert _run_sum(storage_url) == 6
@@ -116,6 +117,7 @@ def test_tampering_with_any_record_kind_is_refused_before_unpickling(
         raw.put(key, original)
 
 
+@pytest.mark.workflow
 def test_an_encrypted_store_cannot_be_read_without_its_key(storage_url: str, codec_env: Any) -> None:
     codec_env.setenv(ENCRYPT_ENV, _encryption_keys("e1"))
     assert _run_sum(storage_url, "secret-sum") == 6
@@ -125,6 +127,7 @@ def test_an_encrypted_store_cannot_be_read_without_its_key(storage_url: str, cod
         workflow.get_output("secret-sum")
 
 
+@pytest.mark.workflow
 def test_a_signed_store_is_refused_with_another_key_naming_the_key(storage_url: str, codec_env: Any) -> None:
     codec_env.setenv(SIGN_ENV, "writer:first secret")
     _run_sum(storage_url)
@@ -134,6 +137,7 @@ def test_a_signed_store_is_refused_with_another_key_naming_the_key(storage_url: 
         workflow.get_output("w")
 
 
+@pytest.mark.workflow
 def test_a_workflow_resumes_after_a_key_rotation(storage_url: str, codec_env: Any, tmp_path: Path) -> None:
     codec_env.setenv(SIGN_ENV, "old:old secret")
     workflow.init(storage=storage_url, executor="local")
@@ -165,16 +169,19 @@ def test_a_store_written_without_codecs_is_read_with_allow_unsigned_legacy(
     assert workflow.get_output("legacy") == 6
 
 
+@pytest.mark.workflow
 def test_init_refuses_an_unknown_codec_naming_the_known_ones(storage_url: str, codec_env: Any) -> None:
     with pytest.raises(ValueError, match=r"'rot13'.*encrypt, sign"):
         workflow.init(storage=storage_url, executor="local", codecs=["rot13"])
 
 
+@pytest.mark.workflow
 def test_init_refuses_the_sign_codec_without_a_key(storage_url: str, codec_env: Any) -> None:
     with pytest.raises(ValueError, match="DURABLY_SIGNING_KEY"):
         workflow.init(storage=storage_url, executor="local", codecs=["sign"])
 
 
+@pytest.mark.workflow
 def test_without_codecs_the_backend_is_used_directly(storage_url: str, codec_env: Any) -> None:
     assert not isinstance(open_storage(storage_url), CodecStorage)
 
@@ -201,6 +208,7 @@ def _signed_keys(storage_url: str) -> tuple[int, int]:
     return sum(raw.get(key).startswith(b"DRBS") for key in keys), len(keys)
 
 
+@pytest.mark.workflow
 def test_codecs_rewrite_signs_a_store_written_without_codecs(storage_url: str, codec_env: Any) -> None:
     _run_sum(storage_url, "legacy")
     codec_env.setenv(SIGN_ENV, "k1:first secret")
@@ -212,6 +220,7 @@ def test_codecs_rewrite_signs_a_store_written_without_codecs(storage_url: str, c
     assert workflow.get_output("legacy") == 6
 
 
+@pytest.mark.workflow
 @pytest.mark.needs_persistent_storage
 def test_codecs_rewrite_killed_midway_is_finished_by_a_second_run(storage_url: str, codec_env: Any) -> None:
     _run_sum(storage_url, "legacy")
