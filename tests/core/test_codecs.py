@@ -267,3 +267,30 @@ def test_decrypting_a_large_record_needs_its_plaintext_and_one_chunk_not_a_third
     stored = bytes(codec.encode("wf/objects/h", os.urandom(64 * 1024 * 1024)))
     _, extra = _peak_extra(lambda: codec.decode("wf/objects/h", stored))
     assert extra < len(stored) + 4 * 1024 * 1024
+
+
+RAY_CHILD = """
+from durably import workflow
+
+workflow.init(storage=STORAGE, executor="ray", ray_address="local")
+
+@workflow.step
+def double(x):
+    return 2 * x
+
+print(double.step(double.step(5)).run(workflow_id="on-ray"))
+"""
+
+
+@pytest.mark.needs_persistent_storage
+def test_ray_workers_and_the_engine_actor_sign_with_the_key_of_the_environment(
+    tmp_path: Path, codec_env: Any
+) -> None:
+    storage_url = str(tmp_path / "storage")
+    env = {SIGN_ENV: "cluster:cluster secret", "RAY_ADDRESS": ""}  # a fresh cluster inherits the key
+    child = run_child(RAY_CHILD.replace("STORAGE", repr(storage_url)), env=env)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip().splitlines()[-1] == "20"
+    raw = open_raw_storage(storage_url)
+    keys = list(raw.list("workflows/on-ray/steps"))
+    assert keys and all(raw.get(key).startswith(b"DRBS\x01\x07cluster") for key in keys)
