@@ -131,5 +131,5 @@ def bench(session: nox.Session) -> None:
         if folder in PACKAGES
         for item in ("-e", str(PACKAGES[folder]))
     ]
-    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos")
+    session.install("-e", f"{ROOT / 'packages' / 'core'}[encryption]", *plugins, "dbos")
     session.run("python", "benchmarks/run.py", *session.posargs, env=LOCAL_RAY_ENV)
