@@ -294,3 +294,31 @@ def test_ray_workers_and_the_engine_actor_sign_with_the_key_of_the_environment(
     raw = open_raw_storage(storage_url)
     keys = list(raw.list("workflows/on-ray/steps"))
     assert keys and all(raw.get(key).startswith(b"DRBS\x01\x07cluster") for key in keys)
+
+
+class _Planted:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.workflow
+def test_durably_list_refuses_a_planted_status_record_without_running_it(
+    storage_url: str, codec_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pickle
+
+    from durably import _codec
+
+    codec_env.setenv(SIGN_ENV, "k1:first secret")
+    _run_sum(storage_url, "victim")
+    proof = tmp_path / "code-ran"
+    planted = _codec.encode_record(
+        _codec.RecordKind.STATUS, {"status": "FAILED"}, pickle.dumps(_Planted(str(proof)))
+    )
+    open_raw_storage(storage_url).put("workflows/victim/status", planted)
+    assert durably_cli(["list", "--storage", storage_url]) == 1
+    assert "tampered" in capsys.readouterr().err
+    assert not proof.exists()
