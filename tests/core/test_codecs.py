@@ -241,7 +241,7 @@ def test_codecs_rewrite_killed_midway_is_finished_by_a_second_run(storage_url: s
 def test_codecs_rewrite_without_a_configured_codec_says_what_to_set(
     storage_url: str, codec_env: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert durably_cli(["codecs", "rewrite", "--storage", storage_url]) == 1
+    assert durably_cli(["codecs", "rewrite", "--storage", storage_url]) == 2
     assert "DURABLY_SIGNING_KEY" in capsys.readouterr().err
 
 
