@@ -226,5 +226,5 @@ def bench(session: nox.Session) -> None:
         if folder in PACKAGES
         for item in ("-e", f"{PACKAGES[folder]}[test]")
     ]
-    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos", "psutil", "pytest")
+    session.install("-e", f"{ROOT / 'packages' / 'core'}[encryption]", *plugins, "dbos", "psutil", "pytest")
     session.run("python", "benchmarks/run.py", *session.posargs, env=LOCAL_RAY_ENV)

@@ -70,6 +70,8 @@ class Contender:
     # ms per step is then reported at the size they ran.
     max_steps: int | None = None
     is_durably: bool = False
+    #: Environment variables of its subprocess (the codec keys of the signed and encrypted rows).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 ALL = frozenset(WORKLOADS)
@@ -77,6 +79,23 @@ CONTENDERS = (
     Contender(FLOOR, "impl_ray.py", ALL - {"resume"}),
     Contender("durably[ray]", "impl_durably.py", ALL, ("--executor", "ray"), is_durably=True),
     Contender("durably[local]", "impl_durably.py", ALL, ("--executor", "local"), is_durably=True),
+    # The per-step cost of the codecs on the ray chain, as ratios to durably[ray] (fixed bench keys).
+    Contender(
+        "durably[ray+sign]",
+        "impl_durably.py",
+        frozenset({"chain"}),
+        ("--executor", "ray"),
+        is_durably=True,
+        env=(("DURABLY_SIGNING_KEY", "bench:not-a-secret"),),
+    ),
+    Contender(
+        "durably[ray+encrypt]",
+        "impl_durably.py",
+        frozenset({"chain"}),
+        ("--executor", "ray"),
+        is_durably=True,
+        env=(("DURABLY_ENCRYPTION_KEY", "bench:" + "A" * 43 + "="),),
+    ),
     Contender(
         PREDECESSOR,
         "impl_ray_workflow.py",
@@ -254,6 +273,7 @@ def _run_one(
     args: argparse.Namespace,
     log: Path,
     services: Services,
+    env: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """Run one cell in its own subprocess and fill the row from the JSON it writes."""
     with tempfile.TemporaryDirectory(prefix="durably-bench-run-") as scratch:
@@ -270,7 +290,7 @@ def _run_one(
         with log.open("wb") as log_file:
             process = subprocess.Popen(
                 command, cwd=scratch, stdout=log_file, stderr=subprocess.STDOUT,
-                env=services.environment(_environment(python)), start_new_session=True,
+                env={**services.environment(_environment(python)), **dict(env)}, start_new_session=True,
             )  # fmt: skip
             try:
                 process.wait(row.timeout)
@@ -452,7 +472,7 @@ def _run_all(
               end=" ", file=sys.stderr, flush=True)  # fmt: skip
         if python is not None:
             log = logs / f"{row.workload}-{row.implementation.replace(' ', '_')}.log"
-            _run_one(python, contender.script, row, extra, args, log, services)
+            _run_one(python, contender.script, row, extra, args, log, services, contender.env)
         shown = f"{row.best:.2f} s" if row.best is not None else f"{row.status} {row.message}"[:200]
         print(shown, file=sys.stderr, flush=True)
         # Written after every cell, so a bench stopped half-way keeps what it measured.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from durably import _config
@@ -25,11 +26,12 @@ from durably._inspect import (
     workflow_store,
 )
 from durably._lease import lease_is_live
-from durably._resolve import normalize_storage_url, open_executor, open_storage
+from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
+from durably.codecs import LEGACY_ENV
 from durably.storage import KeyNotFound, Storage
 
 DEFAULT_STORAGE_ENV = "DURABLY_STORAGE"
@@ -47,6 +49,8 @@ def init(
     max_pending_workflows: int | None = None,
     retention: Duration | None = None,
     gc_interval: Duration | None = None,
+    codecs: Sequence[str] | None = None,
+    allow_unsigned_legacy: bool | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -61,6 +65,12 @@ def init(
     ``"30d"`` (default: forever; ``run(..., retention=...)`` overrides it per workflow). With
     ``gc_interval``, the engine host deletes expired workflows that often. Calling it again
     switches to the new settings.
+
+    ``codecs`` names the codecs every record passes through (``"sign"``, ``"encrypt"``, a
+    plugin's), in the order they apply when writing; without it, ``DURABLY_CODECS``, else
+    ``sign`` when ``DURABLY_SIGNING_KEY`` is set and ``encrypt`` when ``DURABLY_ENCRYPTION_KEY``
+    is. Keys are read from the environment of each process, never stored (docs/security.md).
+    ``allow_unsigned_legacy=True`` reads records written before codecs were configured.
     """
     default_retention = optional_duration(retention, "retention")
     interval = optional_duration(gc_interval, "gc_interval")
@@ -76,6 +86,7 @@ def init(
             raise TypeError(f"{name} must be a positive int (or None for no limit), got {value!r}")
         if value < (1 if name == "max_running_workflows" else 0):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
+    _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
     )
@@ -126,6 +137,20 @@ def _ray_connection() -> str | None:
 
 _config.set_initializer(init)
 _config.set_connection_probe(_ray_connection)
+
+
+def _configure_codecs(codecs: Sequence[str] | None, allow_unsigned_legacy: bool | None) -> None:
+    """Record the codec choice in the environment, which Ray workers and actor hosts inherit.
+
+    Only names and a flag go there: each process builds its codecs, keys included, itself.
+    """
+    if codecs is not None:
+        if isinstance(codecs, str) or not all(isinstance(name, str) and name for name in codecs):
+            raise TypeError(f"codecs must be a list of codec names such as ['sign'], got {codecs!r}")
+        build_codecs(list(codecs))  # an unknown name or a missing key fails here, before any write
+        os.environ[CODECS_ENV] = ",".join(codecs)
+    if allow_unsigned_legacy is not None:
+        os.environ[LEGACY_ENV] = "1" if allow_unsigned_legacy else "0"
 
 
 def _ensure_ray(address: str | None) -> None:

@@ -65,6 +65,13 @@ def encode_record(kind: int, meta: dict[str, Any], payload: bytes = b"") -> byte
 
 def encode_record_from_parts(kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]) -> bytes:
     """Like :func:`encode_record` for a payload given in pieces (large buffers are copied once, by join)."""
+    return b"".join(record_parts(kind, meta, parts))
+
+
+def record_parts(
+    kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]
+) -> list[bytes | memoryview]:
+    """The pieces of a record whose payload is ``parts``, not joined (a codec may encode them unjoined)."""
     meta_bytes = json.dumps(meta, separators=(",", ":"), default=str).encode()
     checksum = zlib.crc32(meta_bytes)
     length = 0
@@ -72,7 +79,7 @@ def encode_record_from_parts(kind: int, meta: dict[str, Any], parts: list[bytes 
         checksum = zlib.crc32(part, checksum)
         length += len(part)
     header = _HEADER.pack(MAGIC, VERSION, kind, len(meta_bytes), length, checksum)
-    return b"".join([header, meta_bytes, *parts])
+    return [header, meta_bytes, *parts]
 
 
 def decode_record(key: str, data: bytes) -> tuple[int, dict[str, Any], memoryview]:

@@ -61,7 +61,7 @@ def save_object_ref(store: Any, ref: Any) -> str:
     content_hash, parts = encode_object(ray.get(ref))
     key = store.object_key(content_hash)
     if not store.storage.exists(key):
-        store.storage.put(key, _codec.encode_record_from_parts(_codec.RecordKind.OBJECT, {}, parts))
+        store.put_record_parts(key, _codec.RecordKind.OBJECT, {}, parts)
     with _saved_lock:
         _saved[memo_key] = content_hash
     return content_hash

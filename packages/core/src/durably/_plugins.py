@@ -17,6 +17,7 @@ import pluggy
 from durably import hookspecs
 
 if TYPE_CHECKING:
+    from durably.codecs import Codec
     from durably.events import EventListener
     from durably.executors import Executor
     from durably.storage import Storage
@@ -27,6 +28,7 @@ DEFAULT_PLUGINS = (
     "durably.storage._plugin",
     "durably.executors._plugin",
     "durably.events._plugin",
+    "durably.codecs._plugin",
 )
 
 #: Schemes served by the packages of this repo, so an unknown scheme says what to install.
@@ -107,6 +109,9 @@ class PluginRegistry:
     def event_listeners(self) -> dict[str, type[EventListener]]:
         return self._merged(self.manager.hook.durably_event_listeners())
 
+    def codecs(self) -> dict[str, Callable[[], Codec]]:
+        return self._merged(self.manager.hook.durably_codecs())
+
     def provides(self, info: PluginInfo) -> dict[str, list[str]]:
         """What a loaded plugin contributes, by kind."""
         plugin = self.manager.get_plugin(info.name)
@@ -117,6 +122,7 @@ class PluginRegistry:
             ("storage", "durably_storage_backends"),
             ("executors", "durably_executors"),
             ("event listeners", "durably_event_listeners"),
+            ("codecs", "durably_codecs"),
         ):
             impl = getattr(plugin, hook_name, None)
             if impl is not None:

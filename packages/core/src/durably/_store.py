@@ -50,6 +50,7 @@ from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNot
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
+from durably.codecs import CodecStorage
 from durably.storage import KeyNotFound, Storage
 
 #: Attributes the worker sets on a step's failed exception: its traceback text and attempt count.
@@ -100,6 +101,19 @@ class WorkflowStore:
         if kind is not None and found_kind != kind:
             raise CheckpointCorruptedError(key, f"record kind {found_kind} where {kind} was expected")
         return meta, payload
+
+    def put_record_parts(
+        self, key: str, kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]
+    ) -> None:
+        """Write a record whose payload comes in pieces (large buffers as views of the value).
+
+        The pieces are joined once: by the first codec as it encodes them, or into the record.
+        """
+        pieces = _codec.record_parts(kind, meta, parts)
+        if isinstance(self.storage, CodecStorage):
+            self.storage.put_parts(key, pieces)
+        else:
+            self.storage.put(key, b"".join(pieces))
 
     def _read_value(self, key: str, kind: int, resolve: Any = None) -> tuple[dict[str, Any], Any]:
         meta, payload = self._read(key, kind)
@@ -236,8 +250,7 @@ class WorkflowStore:
         parts, buffers = _codec.dumps_framed(value, self._store_object_refs)
         if buffers:
             meta = {**meta, "buffers": buffers}
-        record = _codec.encode_record_from_parts(RecordKind.STEP, meta, parts)
-        self.storage.put(self.key("steps", step_id), record)
+        self.put_record_parts(self.key("steps", step_id), RecordKind.STEP, meta, parts)
 
     def load_step_output(self, step_id: str) -> Any:
         key = self.key("steps", step_id)

@@ -590,6 +590,39 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    lifecycle hooks: {', '.join(observed)}")
 
 
+# -- codecs ---------------------------------------------------------------------------------------
+@cli.group()
+def codecs() -> None:
+    """Manage the codecs of stored records (docs/security.md)."""
+
+
+@codecs.command()
+@click.option("--storage", required=True, help="Storage path or URL whose records to re-encode.")
+@click.option(
+    "--allow-unsigned-legacy",
+    is_flag=True,
+    help="Also re-encode records written before codecs were configured.",
+)
+def rewrite(storage: str, allow_unsigned_legacy: bool) -> None:
+    """Re-encode every record with the configured codecs and first keys, record by record.
+
+    Crash-safe: a killed run is finished by running it again. Stop the workflows first.
+    """
+    from durably._resolve import build_codecs, configured_codec_names, open_raw_storage
+    from durably.codecs import LEGACY_ENV, rewrite_store
+
+    if allow_unsigned_legacy:
+        os.environ[LEGACY_ENV] = "1"  # this one-shot process reads records written before codecs
+    names = configured_codec_names()
+    if not names:
+        raise click.UsageError(
+            "no codec is configured: set DURABLY_SIGNING_KEY and/or DURABLY_ENCRYPTION_KEY "
+            "(or DURABLY_CODECS) to the keys the store should be written with"
+        )
+    count = rewrite_store(open_raw_storage(storage), build_codecs(names))
+    click.echo(f"re-encoded {count} records with {', '.join(names)}")
+
+
 # -- entry point ----------------------------------------------------------------------------------
 def load_plugin_commands(group: click.Group = cli) -> None:
     """Let every plugin add its commands to ``group`` (``durably_register_commands``)."""

@@ -10,6 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from durably.codecs import Codec
     from durably.events import EventListener
     from durably.executors import Executor
     from durably.storage import Storage
@@ -32,6 +33,14 @@ def durably_executors() -> Mapping[str, Callable[[], Executor]]:
 @hookspec
 def durably_event_listeners() -> Mapping[str, type[EventListener]]:
     """Return event listener classes by the name that ``wait_for_event(name, ...)`` accepts."""
+
+
+@hookspec
+def durably_codecs() -> Mapping[str, Callable[[], Codec]]:
+    """Return codec names this plugin provides, each mapped to a factory that builds the Codec.
+
+    A factory reads its keys from the environment (or a key file) of the process it runs in.
+    """
 
 
 @hookspec

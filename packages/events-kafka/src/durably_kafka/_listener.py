@@ -68,6 +68,11 @@ class KafkaEventListener(EventListener):
     variable ``DURABLY_KAFKA_CLIENT_CONFIG`` of every process that runs workflows.
     """
 
+    secret_hint = (
+        f"put them in the JSON object of the environment variable {CLIENT_CONFIG_ENV} of every process "
+        "that runs workflows (or pass client_config to the constructor of a subclass)"
+    )
+
     def __init__(self, client_config: Mapping[str, Any] | None = None) -> None:
         self.client_config = normalise_keys(client_config or {})
 

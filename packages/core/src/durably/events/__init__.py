@@ -21,8 +21,13 @@ class EventListener:
     offset twice, acknowledging twice). Both methods run on an event loop shared by every
     waiting step: never block in them (use ``asyncio.to_thread`` for blocking clients).
     Configuration the listener needs that must not be stored (secrets) goes into a subclass's
-    ``__init__`` or the environment, not into the arguments.
+    ``__init__`` or the environment, not into the arguments: ``wait_for_event`` refuses keyword
+    arguments whose names look secret (password, token, secret, credential, ``sasl*``, ``*_key``),
+    pointing at :attr:`secret_hint`.
     """
+
+    #: Where this listener reads its secrets from, shown when a secret is passed as an argument.
+    secret_hint: str = "give it to the listener's __init__ in a subclass, or read it from the environment"
 
     async def poll_for_event(self, *args: Any, **kwargs: Any) -> Any:
         """Wait for the event and return it; the value must be picklable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 from typing import Any
 
@@ -76,7 +77,38 @@ def wait_for_event(listener: type[EventListener] | str, *args: Any, **kwargs: An
     other step futures); the event is stored before ``event_checkpointed`` is called, so it is
     delivered into the workflow exactly once. The wait holds no worker and no CPU.
     """
-    return _event_step_function(_listener_class(listener), "wait_for_event").step(*args, **kwargs)
+    listener_class = _listener_class(listener)
+    _refuse_secret_arguments(listener_class, kwargs)
+    return _event_step_function(listener_class, "wait_for_event").step(*args, **kwargs)
+
+
+#: Words in an argument name that mark it as a secret (arguments are stored with the workflow).
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an argument named ``name`` probably holds a secret.
+
+    ``sasl*`` settings and names ending in a ``key`` segment after another (``api_key``,
+    ``ssl.key``) count; a bare ``key`` (a message key, say) does not.
+    """
+    lowered = name.lower()
+    segments = [segment for segment in re.split(r"[._\-]", lowered) if segment]
+    return (
+        any(word in lowered for word in _SECRET_WORDS)
+        or lowered.startswith("sasl")
+        or (len(segments) > 1 and segments[-1] == "key")
+    )
+
+
+def _refuse_secret_arguments(listener: type[EventListener], kwargs: dict[str, Any]) -> None:
+    secret = sorted(name for name in kwargs if looks_secret(name))
+    if secret:
+        raise ValueError(
+            f"wait_for_event({listener.__name__}, ...) got {', '.join(map(repr, secret))}, which look like "
+            "secrets; arguments are stored with the workflow, so secrets must not be arguments: "
+            f"{listener.secret_hint}"
+        )
 
 
 def sleep(seconds: float) -> Workflow[None]:

@@ -18,11 +18,16 @@ tests then run against that backend, unchanged. Needs pytest (``pip install dura
   checkpoint, none after it, idempotent ``event_checkpointed``, picklable events. Fixtures:
   ``listener_factory``, ``event_args``, ``emit`` (and optionally ``payload_of``).
 
+* :class:`CodecContract` — codec plugins: round trips (empty, large), any changed byte,
+  truncation and a record moved to another key refused, a planted pickle refused before it is
+  unpickled, another key refused by name, rotation. Method: ``codec_with_keys(key_ids)``.
+
 * :class:`StorageWorkflowContract` — workflows end to end on a storage: output, status and
   metadata stored, resume after a failure and after a SIGKILL, delete, virtual actors across
   processes. Fixture: ``storage_url``.
 """
 
+from durably.testing.codecs import CodecContract
 from durably.testing.events import EventListenerContract
 from durably.testing.faults import Fault, FaultInjector, Operation, StorageFaultContract
 from durably.testing.http_faults import HttpFaultInjector, HttpFaultProxy, HttpRoute, SeenRequest
@@ -30,6 +35,7 @@ from durably.testing.storage import StorageContract
 from durably.testing.workflows import StorageWorkflowContract
 
 __all__ = [
+    "CodecContract",
     "EventListenerContract",
     "Fault",
     "FaultInjector",

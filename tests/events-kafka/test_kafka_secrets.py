@@ -1,0 +1,52 @@
+"""A Kafka workflow's secrets stay in the environment: no stored byte holds them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kafka_support import WAIT, Emitter
+from kafka_workflow_support import value_of
+from servers.kafka import KafkaBroker
+
+from durably import workflow
+from durably._resolve import open_raw_storage
+from durably_kafka import KafkaEventListener
+
+SECRET = "hunter2-do-not-store-me"
+
+
+def test_a_secret_passed_as_a_listener_argument_is_refused_pointing_at_the_client_config_variable(
+    kafka: KafkaBroker, topic: str, group_id: str
+) -> None:
+    with pytest.raises(ValueError, match="DURABLY_KAFKA_CLIENT_CONFIG"):
+        workflow.wait_for_event(
+            KafkaEventListener,
+            topic,
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=group_id,
+            **{"sasl.password": SECRET},
+        )
+
+
+def test_no_stored_byte_of_a_kafka_workflow_holds_the_secret_from_the_client_config(
+    kafka: KafkaBroker,
+    topic: str,
+    group_id: str,
+    emit: Emitter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DURABLY_KAFKA_CLIENT_CONFIG", json.dumps({"sasl.password": SECRET}))
+    storage = str(tmp_path / "storage")
+    workflow.init(storage=storage, executor="local")
+    emit("paid")
+    waiting = workflow.wait_for_event(
+        KafkaEventListener, topic, bootstrap_servers=kafka.bootstrap_servers, group_id=group_id, timeout=WAIT
+    )
+    assert value_of.step(waiting).run(workflow_id="secretive") == b"paid"
+    raw = open_raw_storage(storage)
+    stored = {key: raw.get(key) for key in raw.list("")}
+    assert any(key.startswith("workflows/secretive/events/") for key in stored)
+    assert [key for key, value in stored.items() if SECRET.encode() in value] == []
