@@ -190,6 +190,37 @@ def test_corrupted_checkpoint_is_refused_with_its_key(wf: Any, counter_dir: Path
     assert count_runs(counter_dir, "source") == 1
 
 
+class Proxy:
+    """Stands for something else, as many proxies do: its ``__getattr__`` reads its own ``_name``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> str:
+        return f"{self._name}.{attribute}"
+
+
+PROXY = Proxy("proxy")
+
+
+@workflow.step
+def uses_proxy() -> str:
+    return str(PROXY._name)
+
+
+@pytest.mark.workflow
+def test_step_whose_objects_cannot_be_rebuilt_is_a_load_error_not_a_corrupted_checkpoint(wf: Any) -> None:
+    # Unpickling the Proxy asks it for __setstate__ before _name is set: __getattr__ recurses.
+    # The stored bytes are intact; calling them corrupted sent users to restore backups.
+    with pytest.raises(wf.WorkflowExecutionError) as raised:
+        uses_proxy.step().run(workflow_id="unloadable")
+    cause = raised.value.__cause__
+    assert isinstance(cause, wf.WorkflowError)
+    assert not isinstance(cause, wf.CheckpointCorruptedError)
+    assert "workflows/unloadable/functions/" in str(raised.value)
+    assert "RecursionError" in str(raised.value)
+
+
 @pytest.mark.workflow
 def test_one_object_per_step_and_functions_stored_once(wf: Any, counter_dir: Path) -> None:
     flow = counted.step(str(counter_dir), "c", 0)

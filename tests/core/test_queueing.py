@@ -83,6 +83,11 @@ def test_limits_must_be_positive(storage_url: str) -> None:
         workflow.init(storage=storage_url, executor="local", max_running_workflows=0)
 
 
+def test_limits_must_be_ints(storage_url: str) -> None:
+    with pytest.raises(TypeError, match="max_pending_workflows must be a positive int"):
+        workflow.init(storage=storage_url, executor="local", max_pending_workflows=1.7)  # type: ignore[arg-type]
+
+
 RESTART_CHILD = """
 import os, signal, time
 from pathlib import Path

@@ -38,6 +38,11 @@ def test_bare_and_configured_decorators_make_step_functions() -> None:
     assert add.step_options.ray_options == {"num_cpus": 1}
 
 
+def test_options_of_a_step_future_rename_that_step(wf: Any) -> None:
+    assert add.step(one.step(), 2).options(name="sum").run(workflow_id="renamed") == 3
+    assert wf.get_output("renamed", name="sum") == 3
+
+
 def test_calling_a_step_directly_says_to_use_step() -> None:
     with pytest.raises(TypeError, match=r"add.step|adder.step"):
         add(1, 2)

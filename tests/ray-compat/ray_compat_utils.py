@@ -120,6 +120,10 @@ class RayWorkflowInternal:
         self._name = name
 
     def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):
+            # Python's own lookups (pickle's `__setstate__` when a step that uses this module is
+            # loaded on a worker, before `_name` is set) must find nothing, not recurse.
+            raise AttributeError(attribute)
         raise NotImplementedError(
             f"{self._name}.{attribute} is an internal of ray.workflow; durably has no such thing"
         )

@@ -6,7 +6,7 @@ from filelock import FileLock
 import ray
 from ray_compat_utils import run_string_as_driver_nonblocking
 from ray.exceptions import RaySystemError
-from durably import workflow
+from durably import workflow_v1 as workflow
 import ray_compat_utils as utils
 from ray_compat_utils import workflow_storage
 
@@ -97,7 +97,7 @@ def test_recovery_non_exists_workflow(workflow_start_regular):
 
 driver_script = """
 import time
-from durably import workflow
+from durably import workflow_v1 as workflow
 
 
 @workflow.step
@@ -139,7 +139,7 @@ def test_recovery_cluster_failure_resume_all(reset_workflow, tmp_path):
     lock_file = tmp_path / "lock_file"
     driver_script = f"""
 import time
-from durably import workflow
+from durably import workflow_v1 as workflow
 from filelock import FileLock
 @workflow.step
 def foo(x):

@@ -5,7 +5,7 @@ import pytest
 import ray
 from pathlib import Path
 
-from durably import workflow
+from durably import workflow_v1 as workflow
 from ray_compat_utils import virtual_actor_class
 
 

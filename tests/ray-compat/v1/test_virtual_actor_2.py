@@ -2,7 +2,7 @@ import time
 import ray
 import pytest
 from filelock import FileLock
-from durably import workflow
+from durably import workflow_v1 as workflow
 
 
 @workflow.virtual_actor

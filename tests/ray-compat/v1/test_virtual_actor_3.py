@@ -1,7 +1,7 @@
 import pytest
 
 import ray
-from durably import workflow
+from durably import workflow_v1 as workflow
 from typing import Optional, Dict, Tuple, List
 
 

@@ -2,7 +2,7 @@
 import time
 import pytest
 import ray
-from durably import workflow
+from durably import workflow_v1 as workflow
 from durably.workflow import Workflow
 import ray_compat_utils as utils
 from ray.exceptions import RaySystemError

@@ -2,7 +2,7 @@ import time
 
 import pytest
 import ray
-from durably import workflow
+from durably import workflow_v1 as workflow
 from filelock import FileLock, Timeout
 
 

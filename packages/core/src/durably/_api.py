@@ -10,7 +10,12 @@ from typing import Any
 
 from durably import _config
 from durably._durations import Duration, optional_duration
-from durably._errors import WorkflowError, WorkflowNotFoundError, WorkflowRunningError
+from durably._errors import (
+    NothingToResumeError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowRunningError,
+)
 from durably._hosts import EngineHost, RayEngineHost
 from durably._inspect import (
     existing_store,
@@ -75,11 +80,11 @@ def init(
         ("max_running_workflows", max_running_workflows),
         ("max_pending_workflows", max_pending_workflows),
     ):
-        if value is not None and (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or value < (1 if name == "max_running_workflows" else 0)
-        ):
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a positive int (or None for no limit), got {value!r}")
+        if value < (1 if name == "max_running_workflows" else 0):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
     _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
@@ -95,10 +100,9 @@ def init(
     host.configure(max_running_workflows, max_pending_workflows)
     start_collector = functools.partial(PeriodicCollector, url, interval) if interval is not None else None
     host.configure_gc(start_collector)
-    if _config.is_set():
-        previous = _config.current()
-        if previous.host is not host:
-            previous.host.configure_gc(None)  # the replaced host stops collecting
+    previous = _config.installed()
+    if previous is not None and previous.host is not host:
+        previous.host.configure_gc(None)  # the replaced host stops collecting
     _config.install(
         _config.Config(
             storage_url=url,
@@ -107,12 +111,32 @@ def init(
             max_running_workflows=max_running_workflows,
             max_pending_workflows=max_pending_workflows,
             host=host,
+            settings={
+                "storage": url,
+                "executor": executor,
+                "ray_address": ray_address,
+                "max_running_workflows": max_running_workflows,
+                "max_pending_workflows": max_pending_workflows,
+                "retention": retention,
+                "gc_interval": gc_interval,
+            },
+            connection=_ray_connection() if chosen.has_cluster_host else None,
             retention=default_retention,
         )
     )
 
 
+def _ray_connection() -> str | None:
+    """The job of this process's Ray connection: a new one after ``ray.shutdown()`` + ``ray.init()``."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_job_id())
+
+
 _config.set_initializer(init)
+_config.set_connection_probe(_ray_connection)
 
 
 def _configure_codecs(codecs: Sequence[str] | None, allow_unsigned_legacy: bool | None) -> None:
@@ -166,17 +190,24 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
+def _resumable_store(workflow_id: str) -> None:
+    try:
+        existing_store(workflow_id)
+    except WorkflowNotFoundError:
+        raise NothingToResumeError(workflow_id) from None
+
+
 def resume(workflow_id: str) -> Any:
     """Continue a workflow from its checkpoints and return its output; finished steps do not run again."""
     cfg = _config.current()
-    existing_store(workflow_id)
+    _resumable_store(workflow_id)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
 def resume_async(workflow_id: str) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    existing_store(workflow_id)
+    _resumable_store(workflow_id)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 
@@ -197,7 +228,23 @@ def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
 # -- inspecting -------------------------------------------------------------------------------
 def get_status(workflow_id: str) -> WorkflowStatus:
     """The workflow's status; RESUMABLE when it was running but nobody drives it any more."""
-    return status_of(existing_store(workflow_id))
+    return _status_here(existing_store(workflow_id))
+
+
+def _status_here(store: WorkflowStore) -> WorkflowStatus:
+    """The stored status, RUNNING for a workflow this process's host has started but whose
+    engine has not taken its lease yet."""
+    status = status_of(store)
+    if status == WorkflowStatus.RESUMABLE and store.workflow_id in _started_here():
+        return WorkflowStatus.RUNNING
+    return status
+
+
+def _started_here() -> frozenset[str]:
+    """Ids this process's engine host was asked to run and has not finished: RUNNING from the
+    call that started them, before their engine takes the lease (Ray's manager said so too)."""
+    cfg = _config.current()
+    return cfg.host.driving(cfg.storage_url)  # type: ignore[no-any-return]
 
 
 def get_output(
@@ -231,11 +278,14 @@ def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | No
     except KeyNotFound:
         status_record = {}
     stats = {"created_at": meta.get("created_at"), "start_time": status_record.get("started_at")}
-    if "ended_at" in status_record:
+    status = status_of(store)
+    # A cancelled workflow did not end, it was stopped: as in Ray, it has no end_time (the
+    # stored ended_at stays, for the UI).
+    if "ended_at" in status_record and status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.FAILED):
         stats["end_time"] = status_record["ended_at"]
     return {
         "workflow_id": workflow_id,
-        "status": status_of(store).value,
+        "status": status.value,
         "user_metadata": meta.get("user_metadata", {}),
         "stats": stats,
     }
@@ -255,11 +305,17 @@ def list_all(
             names = ", ".join(status.value for status in WorkflowStatus)
             raise ValueError(f"unknown status in {status_filter!r}; statuses are {names}") from None
     found = []
+    started_here: frozenset[str] | None = None
     for workflow_id in list_workflow_ids(storage()):
         try:
             status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:
             continue  # deleted while we listed
+        if status == WorkflowStatus.RESUMABLE:
+            if started_here is None:
+                started_here = _started_here()
+            if workflow_id in started_here:
+                status = WorkflowStatus.RUNNING
         if wanted is None or status in wanted:
             found.append((workflow_id, status))
     return found
@@ -270,7 +326,7 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     """Cancel the workflow: running steps are stopped, its status becomes CANCELED."""
     cfg = _config.current()
     store = existing_store(workflow_id)
-    status = status_of(store)
+    status = _status_here(store)
     if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
         return
     store.request_cancel()
@@ -281,7 +337,7 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     cfg.host.cancel(cfg.storage_url, workflow_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if status_of(store) != WorkflowStatus.RUNNING:
+        if _status_here(store) != WorkflowStatus.RUNNING:
             return
         time.sleep(0.05)
     raise WorkflowError(f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled")
@@ -294,6 +350,6 @@ def delete(workflow_id: str) -> None:
         if delete_actor_if_exists(workflow_id):
             return
         raise WorkflowNotFoundError(workflow_id)
-    if lease_is_live(store.storage, store.lease_key):
+    if lease_is_live(store.storage, store.lease_key) or workflow_id in _started_here():
         raise WorkflowRunningError(workflow_id, "cancel it before deleting it")
     store.delete()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -30,11 +30,16 @@ class Config:
     host: Any
     #: Seconds a finished workflow is kept unless its run says otherwise (None: forever).
     retention: float | None = None
+    #: The arguments ``workflow.init`` was called with, to redo it on a new Ray connection.
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: Which Ray connection ``host`` belongs to (``connection()`` when it was made).
+    connection: Any = None
 
 
 _config: Config | None = None
 _lock = threading.Lock()
 _initializer: Callable[..., None] | None = None
+_connection_probe: Callable[[], Any] | None = None
 
 
 def set_initializer(initializer: Callable[..., None]) -> None:
@@ -54,10 +59,29 @@ def is_set() -> bool:
     return _config is not None
 
 
+def installed() -> Config | None:
+    """The configuration as installed, without initialising or re-initialising it (for ``init``)."""
+    return _config
+
+
+def set_connection_probe(probe: Callable[[], Any]) -> None:
+    """Register what names this process's Ray connection (compared to ``Config.connection``)."""
+    global _connection_probe
+    _connection_probe = probe
+
+
 def current() -> Config:
-    """The current configuration, initialising with the defaults on first use."""
-    if _config is None:
+    """The current configuration, initialising with the defaults on first use.
+
+    After ``ray.shutdown()`` (and maybe a new ``ray.init()``), the engine host of a cluster
+    executor belongs to a connection that is gone: ``workflow.init`` runs again with the same
+    settings, so the next call reaches the engine actor of the cluster now connected.
+    """
+    config, probe = _config, _connection_probe
+    if config is None:
         initialize()
+    elif config.has_cluster_host and probe is not None and probe() != config.connection:
+        initialize(**config.settings)
     assert _config is not None
     return _config
 

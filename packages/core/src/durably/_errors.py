@@ -33,16 +33,29 @@ class WorkflowError(DurablyError):
         return super().__reduce__()
 
 
-class WorkflowNotFoundError(WorkflowError, KeyError):
-    """No workflow (or step, or actor) with that id exists in the configured storage."""
+class WorkflowNotFoundError(WorkflowError, KeyError, ValueError):
+    """No workflow (or step, or actor) with that id exists in the configured storage.
+
+    A ``KeyError`` (a lookup that found nothing) and a ``ValueError``, the kind Ray's
+    ``ray.workflow`` raised for an unknown id, so code written for either catches it.
+    """
 
     def __init__(self, workflow_id: str, detail: str = "") -> None:
         self.workflow_id = workflow_id
-        message = f"no workflow with id {workflow_id!r} in this storage"
+        message = f"No such workflow_id {workflow_id!r} in this storage"
         super().__init__(f"{message}: {detail}" if detail else message)
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class StepNotFoundError(WorkflowNotFoundError):
+    """The workflow exists but has no step (Ray: task) with that name."""
+
+    def __init__(self, workflow_id: str, name: str) -> None:
+        super().__init__(workflow_id)
+        self.name = name
+        self.args = (f"No such task_id {name!r} in workflow {workflow_id!r}: no step of it has that name",)
 
 
 class WorkflowExecutionError(WorkflowError):
@@ -76,7 +89,7 @@ class WorkflowCancellationError(WorkflowError):
         super().__init__(f"workflow {workflow_id!r} was cancelled")
 
 
-class WorkflowRunningError(WorkflowError):
+class WorkflowRunningError(WorkflowError, RuntimeError):
     """The workflow is being run by another caller (a live lease holds it)."""
 
     def __init__(self, workflow_id: str, detail: str = "") -> None:
@@ -91,6 +104,16 @@ class WorkflowNotResumableError(WorkflowError):
     def __init__(self, workflow_id: str, reason: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(f"workflow {workflow_id!r} cannot be resumed: {reason}")
+
+
+class NothingToResumeError(WorkflowNotFoundError, WorkflowNotResumableError):
+    """``resume`` of an id with nothing stored: not found, and so not resumable (Ray's error)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        # Not through super(): the two parents take different arguments; the message is the first's.
+        message = f"No such workflow_id {workflow_id!r} in this storage: nothing to resume"
+        WorkflowError.__init__(self, message)
 
 
 class CheckpointCorruptedError(WorkflowError):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from durably._driver import drive
-from durably._errors import WorkflowQueueFullError
+from durably._errors import WorkflowQueueFullError, WorkflowRunningError
 from durably._graph import Graph
 from durably._resolve import open_executor
 from durably._status import WorkflowStatus
@@ -93,6 +93,9 @@ class EngineHost:
         )
         self._started: dict[int, concurrent.futures.Future[Any]] = {}
         self._started_count = 0
+        # Ids admitted here and not finished: from the call that starts them, before their
+        # engine takes the lease, so a second start is refused at once and status says RUNNING.
+        self._driving: set[tuple[str, str]] = set()
         self._gc: Any = None
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
@@ -110,7 +113,22 @@ class EngineHost:
             self._gc = start_collector() if start_collector is not None else None
 
     def reserve(self, storage_url: str, workflow_id: str) -> int:
-        return self.admission.reserve(storage_url, workflow_id)
+        key = (storage_url, workflow_id)
+        with self._lock:
+            if key in self._driving:
+                raise WorkflowRunningError(workflow_id, "started earlier and not finished")
+            self._driving.add(key)
+        try:
+            return self.admission.reserve(storage_url, workflow_id)
+        except BaseException:
+            with self._lock:
+                self._driving.discard(key)
+            raise
+
+    def driving(self, storage_url: str) -> frozenset[str]:
+        """The ids of ``storage_url`` that this host was asked to run and that have not finished."""
+        with self._lock:
+            return frozenset(workflow_id for url, workflow_id in self._driving if url == storage_url)
 
     def run_reserved(self, ticket: int, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         key = (storage_url, workflow_id)
@@ -123,6 +141,7 @@ class EngineHost:
         finally:
             self.admission.leave()
             with self._lock:
+                self._driving.discard(key)
                 if self._cancel_events.get(key) is event:
                     del self._cancel_events[key]
 
@@ -194,6 +213,9 @@ class EngineActor:
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         return self.host.cancel(storage_url, workflow_id)
+
+    def driving(self, storage_url: str) -> frozenset[str]:
+        return self.host.driving(storage_url)
 
 
 class RayEngineHost:
@@ -272,3 +294,9 @@ class RayEngineHost:
 
         self._wait_until_available()
         return bool(ray.get(self.actor.cancel.remote(storage_url, workflow_id)))
+
+    def driving(self, storage_url: str) -> frozenset[str]:
+        import ray
+
+        self._wait_until_available()
+        return frozenset(ray.get(self.actor.driving.remote(storage_url)))

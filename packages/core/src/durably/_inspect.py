@@ -11,6 +11,7 @@ from typing import Any
 
 from durably import _config
 from durably._errors import (
+    StepNotFoundError,
     WorkflowCancellationError,
     WorkflowError,
     WorkflowExecutionError,
@@ -83,10 +84,10 @@ def step_name(name: str | None, task_id: str | None) -> str | None:
 
 def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> Any:
     workflow_id = store.workflow_id
-    if name is not None:
-        return step_output(store, name)
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.05
+    if name is not None:
+        return _step_output_when_done(store, name, deadline)
     while True:
         finished, value = stored_result(store)
         if finished:
@@ -107,6 +108,22 @@ def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> 
         delay = min(1.0, delay * 1.5)
 
 
+def _step_output_when_done(store: WorkflowStore, name: str, deadline: float | None) -> Any:
+    """A named step's output, waiting while the workflow runs (the step, or the continuation
+    that creates it, may not have run yet); once nothing runs it, a missing step is an error."""
+    delay = 0.05
+    while True:
+        try:
+            return step_output(store, name)
+        except WorkflowError:
+            if status_of(store) not in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING):
+                raise
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"step {name!r} of workflow {store.workflow_id!r} did not finish in time")
+        time.sleep(delay)
+        delay = min(1.0, delay * 1.5)
+
+
 def find_step(store: WorkflowStore, name: str) -> str:
     finished_values, finished_continuations = store.finished_steps()
     if name in finished_values or name in finished_continuations:
@@ -117,7 +134,7 @@ def find_step(store: WorkflowStore, name: str) -> str:
     graph = store.load_graph()
     if any(spec.step_id == name for spec in graph.steps):
         raise WorkflowError(f"step {name!r} of workflow {store.workflow_id!r} has not finished yet")
-    raise WorkflowNotFoundError(store.workflow_id, f"it has no step named {name!r}")
+    raise StepNotFoundError(store.workflow_id, name)
 
 
 def step_output(store: WorkflowStore, name: str) -> Any:

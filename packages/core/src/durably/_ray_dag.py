@@ -13,6 +13,7 @@ import concurrent.futures
 import contextvars
 import dataclasses
 import importlib
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -248,8 +249,22 @@ def _nested_output(value: Any) -> Any:
     import ray
 
     if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+        if isinstance(value, ray.ObjectRef):
+            # The output is itself an ObjectRef (a step returned one): Ray passes a ref to that
+            # ref, and ray.put refuses refs; a task that returns it makes one.
+            global _ref_holder
+            if _ref_holder is None:
+                _ref_holder = ray.remote(num_cpus=0)(_first)
+            return _ref_holder.remote([value])
         return ray.put(value)
     return value
+
+
+_ref_holder: Any = None
+
+
+def _first(box: list[Any]) -> Any:
+    return box[0]
 
 
 class _NestedOutput:
@@ -319,9 +334,25 @@ def _bound_arguments(node: Any, converted: dict[int, Any]) -> tuple[tuple[Any, .
             scanner.clear()
         args = [value if isinstance(value, DAGNode) else nested_args[i] for i, value in enumerate(args)]
         kwargs = {k: value if isinstance(value, DAGNode) else nested_kwargs[k] for k, value in kwargs.items()}
-    args = [converted[id(value)] if isinstance(value, DAGNode) else value for value in args]
-    kwargs = {k: converted[id(value)] if isinstance(value, DAGNode) else value for k, value in kwargs.items()}
-    return tuple(args), kwargs
+
+    def argument(value: Any) -> Any:
+        return converted[id(value)] if isinstance(value, DAGNode) else _top_level(value)
+
+    return tuple(argument(value) for value in args), {k: argument(value) for k, value in kwargs.items()}
+
+
+def _top_level(value: Any) -> Any:
+    """A top-level argument as a Ray task receives it: an ObjectRef given to ``.bind`` is its value.
+
+    (Fetched here, once: the step's checkpoint of its arguments keeps the value durably.)
+    (Not outputs of other steps: a step that returned an ObjectRef hands on an ObjectRef, as Ray
+    did.) Nested ObjectRefs stay refs, as in Ray.
+    """
+    import ray
+
+    if isinstance(value, ray.ObjectRef):
+        return ray.get(value)
+    return value
 
 
 def _check_supported(node: Any) -> None:
@@ -335,6 +366,20 @@ def _check_supported(node: Any) -> None:
         raise TypeError(f"{kind} (a Ray actor or actor method call) cannot be a workflow step: {_SUPPORTED}")
     if isinstance(node, DAGNode):
         raise TypeError(f"{kind} is not supported in a workflow: {_SUPPORTED}")
+
+
+def _check_signature(node: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Arguments that the function cannot take fail before anything runs, as Ray's did."""
+    try:
+        signature = inspect.signature(node._body)
+    except (TypeError, ValueError):  # a callable without a signature: Ray checks at call time
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"remote function {_function_name(node)!r} cannot take the arguments given to .bind(): {exc}"
+        ) from None
 
 
 def to_workflow(dag: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Workflow[Any]:
@@ -368,6 +413,7 @@ def to_workflow(dag: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Work
                     stack.append((child, False))
             continue
         call_args, call_kwargs = _bound_arguments(node, converted)
+        _check_signature(node, call_args, call_kwargs)
         converted[id(node)] = Workflow(functions.for_node(node), call_args, call_kwargs)
     result: Workflow[Any] = converted[id(dag)]
     return result

@@ -35,6 +35,9 @@ from durably._store import (
 
 #: True while a step's function runs (``workflow.continuation`` then returns a continuation).
 INSIDE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_inside_step", default=False)
+#: Attempts of this step that an executor already made and lost (a worker that crashed and was
+#: retried): they count against the same ``max_retries`` as the step's own exceptions.
+EARLIER_ATTEMPTS: contextvars.ContextVar[int] = contextvars.ContextVar("durably_earlier_attempts", default=0)
 
 
 _functions: dict[str, Any] = {}
@@ -72,7 +75,7 @@ def _call_with_retries(
     """
     spec, options = task.spec, task.spec.options
     allowed = options.attempts_allowed()
-    attempt = 0
+    attempt = EARLIER_ATTEMPTS.get()
     while True:
         attempt += 1
         hook().durably_step_started(

@@ -176,6 +176,13 @@ class Workflow(Generic[R]):
     def step_options(self) -> StepOptions:
         return self.function.step_options
 
+    def options(self, **options: Any) -> Workflow[R]:
+        """This step future with some step options changed (``name=``, ``max_retries=``, ...), as 1.x had."""
+        changed: Workflow[R] = object.__new__(Workflow)
+        changed.__dict__.update(self.__dict__)
+        changed.function = self.function.options(**options)
+        return changed
+
     def run(
         self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
     ) -> R:

@@ -131,8 +131,17 @@ class WorkflowStore:
                 f"cannot load {key!r} in this process: {type(exc).__name__}: {exc}. Make the code it needs "
                 "importable on every Ray worker (install the package, or use a runtime_env)."
             ) from exc
-        except Exception as exc:
+        except (pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError) as exc:
+            # Errors of the pickle format itself: bytes that passed the checksum but are not a pickle.
             raise CheckpointCorruptedError(key, f"cannot unpickle it: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            # Intact bytes whose objects fail to rebuild here (a class whose __setstate__ or
+            # __getattr__ raises, say): a problem of the code, which the user can fix; the
+            # checkpoint itself is good and must not be reported as damaged.
+            raise WorkflowError(
+                f"cannot load {key!r} in this process: rebuilding an object in it raised "
+                f"{type(exc).__name__}: {exc}. Fix the class of that object (its pickling methods)."
+            ) from exc
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, graph: Graph, metadata: dict[str, Any], retention: float | None = None) -> bool:

@@ -46,7 +46,22 @@ from durably.events import EventListener
 from durably.events._external import ExternalEvent, send_event
 from durably.events._steps import sleep, wait_for_event
 
+# Ray's module exported each status under its own name (``workflow.RUNNING``); code compares
+# statuses to these, so they are the same members as ``WorkflowStatus``'s.
+RUNNING = WorkflowStatus.RUNNING
+SUCCESSFUL = WorkflowStatus.SUCCESSFUL
+FAILED = WorkflowStatus.FAILED
+RESUMABLE = WorkflowStatus.RESUMABLE
+CANCELED = WorkflowStatus.CANCELED
+PENDING = WorkflowStatus.PENDING
+
 __all__ = [
+    "CANCELED",
+    "FAILED",
+    "PENDING",
+    "RESUMABLE",
+    "RUNNING",
+    "SUCCESSFUL",
     "ActorHandle",
     "ActorMethodError",
     "ActorNotFoundError",

@@ -8,6 +8,7 @@ committed is in ``_commit``, where they run in ``_dispatch``; the keys are in ``
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,8 +29,6 @@ from durably.actors._store import ActorStore, CallRecord, list_actor_entries
 from durably.actors._target import Target
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     import ray
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,6 +100,20 @@ class ActorHandle:
     @property
     def actor_id(self) -> str:
         return self.target.actor_id
+
+    def ready(self) -> ray.ObjectRef[None] | concurrent.futures.Future[None]:
+        """Ray 1.x's handle method: resolves once the actor is constructed and its state stored.
+
+        ``get_or_create`` returns only after that, so it is resolved already; ``ray.get`` it
+        (a ``concurrent.futures.Future`` with the local executor).
+        """
+        if self.target.has_cluster_host:
+            import ray
+
+            return ray.put(None)
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        done.set_result(None)
+        return done
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")

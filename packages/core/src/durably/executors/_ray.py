@@ -10,8 +10,27 @@ import ray
 
 from durably._options import StepOptions
 from durably._protocol import StepTask
-from durably._runner import execute_step
+from durably._runner import EARLIER_ATTEMPTS, execute_step
 from durably.events._hosts import events_actor
+
+
+def _execute_step_counting_crashes(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
+    """``execute_step``, told how many earlier attempts of this task Ray retried after a crash.
+
+    A step has one ``max_retries`` budget for crashes (retried by Ray) and exceptions (retried
+    in the step), as Ray's tasks had; Ray's attempt number is the count of the crashed ones.
+    """
+    try:
+        # Not in Ray's public API (nor its type stubs); the core worker has it since Ray 2.x.
+        worker: Any = ray._private.worker.global_worker
+        crashed = int(worker.core_worker.get_current_task_attempt_number())
+    except AttributeError:  # a Ray without the attempt number: count the exceptions only
+        crashed = 0
+    token = EARLIER_ATTEMPTS.set(crashed)
+    try:
+        return execute_step(task, *inputs)
+    finally:
+        EARLIER_ATTEMPTS.reset(token)
 
 
 class RayExecutor:
@@ -21,7 +40,7 @@ class RayExecutor:
     has_cluster_host = True
 
     def __init__(self) -> None:
-        self._remote = ray.remote(num_returns=2)(execute_step)
+        self._remote = ray.remote(num_returns=2)(_execute_step_counting_crashes)
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
