@@ -5,7 +5,9 @@ it is (its consumers load it themselves), a step that returned a continuation fo
 that sub-graph's output, and any other step is submitted once each input has a handle. Handles
 of steps still running are passed on at once, so a chain costs no engine round trip per
 step; a consumer that received an input that turned out to be a continuation returns
-"unresolved" unrun and is submitted again when the continuation's output has a handle.
+"unresolved" unrun and is submitted again when the continuation's output has a handle. Once a
+function has returned a continuation in this run, consumers of its running steps wait in the
+engine for that step's outcome instead, so recursive workflows do not launch them for nothing.
 Everything is iterative: graphs 100,000 steps deep are fine.
 """
 
@@ -85,6 +87,10 @@ class WorkflowEngine:
         self.catchers: dict[str, str] = {}
         self.blocked_by: dict[str, str] = {}
         self.parked: dict[str, list[str]] = {}
+        # Functions (by func_key) that returned a continuation in this run: their running steps
+        # likely will again, so their consumers are held back until the outcome is known.
+        self.continuing: set[str] = set()
+        self.running: set[str] = set()
         self.finished_values, self.finished_continuations = store.finished_steps()
         self._register(graph, dynamic=False, frame_owner=None)
         self.output = graph.output
@@ -154,12 +160,15 @@ class WorkflowEngine:
 
     # -- demand -------------------------------------------------------------------------------
     def _blocker(self, step_id: str) -> str | None:
-        """The catching step this output waits on (it has no handle until that one resolves)."""
+        """The step whose outcome this output waits on: a catching step, or a running step
+        that will likely return a continuation (no usable handle until that one resolves)."""
         node = self._target(step_id)
         if node.state == CATCHING:
             return str(node.spec.step_id)
         if node.state == EXPANDING:
             return self.blocked_by.get(node.spec.step_id)
+        if node.spec.func_key in self.continuing and node.spec.step_id in self.running:
+            return str(node.spec.step_id)
         return None
 
     def demand(self, step_id: str) -> None:
@@ -200,12 +209,11 @@ class WorkflowEngine:
         blocked: str | None = None
         for dependency in node.spec.dependencies:
             handle = self._handle(dependency)
-            if handle is None:
-                blocker = self._blocker(dependency)
-                if blocker is None:
-                    missing.append(dependency)
-                else:
-                    blocked = blocker
+            blocker = self._blocker(dependency)
+            if blocker is not None:
+                blocked = blocker
+            elif handle is None:
+                missing.append(dependency)
             inputs.append(handle)
         if missing:
             stack.extend(reversed(missing))
@@ -238,20 +246,24 @@ class WorkflowEngine:
         node.state = SUBMITTED
         node.value = value
         self.inflight[info] = node.spec.step_id
+        self.running.add(node.spec.step_id)
 
     # -- events -------------------------------------------------------------------------------
     def _on_finished(self, info: Any) -> None:
         step_id = self.inflight.pop(info)
+        self.running.discard(step_id)
         node = self.nodes[step_id]
         try:
             outcome = self.executor.result(info)
         except BaseException as error:
             self._on_failure(step_id, self.executor.error_of(error))
+            self._wake(step_id)  # caught: consumers submitted now fail by themselves, as before
             return
         if outcome is OUTCOME_DONE:
             self._release_inputs(node)
             self._mark_done(node, node.value)
         elif isinstance(outcome, Continuation):
+            self.continuing.add(node.spec.func_key)
             self._forward(node, outcome.graph)
             self.demand(step_id)
         elif outcome is UNRESOLVED_INPUT:
@@ -260,6 +272,14 @@ class WorkflowEngine:
             self.demand(step_id)
         else:  # pragma: no cover - the runner only sends the outcomes above
             raise AssertionError(f"unknown step outcome {outcome!r}")
+        self._wake(step_id)
+
+    def _wake(self, blocker: str) -> None:
+        """Demand again the consumers that waited for ``blocker``'s outcome."""
+        for waiting in self.parked.pop(blocker, []):
+            self.blocked_by.pop(waiting, None)
+            self.nodes[waiting].state = NEW
+            self.demand(waiting)
 
     def _release_inputs(self, node: _Node) -> None:
         """Drop handles to outputs nobody will consume again, so memory stays bounded."""
@@ -306,10 +326,7 @@ class WorkflowEngine:
         result = (value, None) if error is None else (None, error)
         self.store.save_step_output(owner, result, {"name": node.spec.name, "caught": error is not None})
         self._mark_done(node, StoredOutput(owner))
-        for waiting in self.parked.pop(owner, []):
-            self.blocked_by.pop(waiting, None)
-            self.nodes[waiting].state = NEW
-            self.demand(waiting)
+        self._wake(owner)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> tuple[str, Any]:
