@@ -13,9 +13,9 @@ Everything is iterative: graphs 100,000 steps deep are fine.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from durably._graph import Graph, StepSpec
@@ -25,8 +25,11 @@ from durably._store import StoredOutput, WorkflowStore
 from durably.executors import Executor
 
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
+#: How many in-flight steps one wait watches; beyond that the watched window rotates.
 WAIT_WINDOW = 64
 CANCEL_CHECK_SECONDS = 0.5
+#: How long a wait on part of the in-flight steps lasts before the window moves on to others.
+ROTATE_SECONDS = 0.02
 TAIL_SAVE_EVERY = 256
 
 
@@ -84,6 +87,9 @@ class WorkflowEngine:
         self.lease = lease
         self.nodes: dict[str, _Node] = {}
         self.inflight: dict[Any, str] = {}
+        # In-flight outcome handles in the order they are next watched (finished ones are
+        # dropped lazily), so a round costs the window, not a rebuilt list of every step.
+        self.watch: deque[Any] = deque()
         self.catchers: dict[str, str] = {}
         self.blocked_by: dict[str, str] = {}
         self.parked: dict[str, list[str]] = {}
@@ -246,6 +252,7 @@ class WorkflowEngine:
         node.state = SUBMITTED
         node.value = value
         self.inflight[info] = node.spec.step_id
+        self.watch.append(info)
         self.running.add(node.spec.step_id)
 
     # -- events -------------------------------------------------------------------------------
@@ -342,8 +349,14 @@ class WorkflowEngine:
                     raise AssertionError(
                         f"workflow engine stalled: output step {self.tail!r} cannot be produced"
                     )
-                window = list(itertools.islice(self.inflight, WAIT_WINDOW))
-                for info in self.executor.wait(window, timeout=CANCEL_CHECK_SECONDS):
+                window = self._next_window()
+                watching_all = len(window) == len(self.inflight)
+                timeout = CANCEL_CHECK_SECONDS if watching_all else ROTATE_SECONDS
+                ready = self.executor.wait(window, timeout=timeout)
+                finished = set(ready)
+                # Those still running are watched again after the rest of the in-flight steps.
+                self.watch.extend(info for info in window if info not in finished)
+                for info in ready:
                     self._on_finished(info)
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
@@ -359,6 +372,15 @@ class WorkflowEngine:
                 [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
             )
             raise
+
+    def _next_window(self) -> list[Any]:
+        """Up to WAIT_WINDOW in-flight outcome handles, taken off the front of the watch queue."""
+        window: list[Any] = []
+        while self.watch and len(window) < WAIT_WINDOW:
+            info = self.watch.popleft()
+            if info in self.inflight:
+                window.append(info)
+        return window
 
     def _check_interrupts(self) -> None:
         if self.cancel_event.is_set() or self.store.cancel_requested():
