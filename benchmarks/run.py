@@ -24,18 +24,35 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import WORKLOADS, fib_value, step_count  # noqa: E402
+from _harness import MANY_CHAIN, NOT_PER_STEP, WORKLOADS, fib_value, step_count  # noqa: E402
 from _peer_venv import ensure_ray_workflow_venv  # noqa: E402
+from _services import SERVED, Services  # noqa: E402
 
 FULL_SIZES = {
     "chain": 100_000,
     "fanout": 100_000,
     "loop": 100_000,
     "fib": 20,
-    "actor": 1_000,
-    "backend": 1_000,
+    "actor": 100_000,
+    "backend": 100_000,
+    "many": 1_000,  # workflows of 3 steps
+    "latency": 200,  # runs of a 1-step workflow
+    "resume": 100_000,
 }
-QUICK_SIZES = {"chain": 500, "fanout": 500, "loop": 500, "fib": 10, "actor": 200, "backend": 500}
+QUICK_SIZES = {
+    "chain": 500,
+    "fanout": 500,
+    "loop": 500,
+    "fib": 10,
+    "actor": 200,
+    "backend": 500,
+    "many": 100,
+    "latency": 50,
+    "resume": 500,
+}
+#: Where the backend workload runs by default: SeaweedFS's S3 and fake-gcs-server (the chain rows
+#: are the same workload on file storage).
+DEFAULT_STORAGE = list(SERVED)
 FLOOR = "ray"
 PREDECESSOR = "ray.workflow"
 RAY_WORKFLOW_VENV = HERE / ".venvs" / "ray247"
@@ -57,13 +74,18 @@ class Contender:
 
 ALL = frozenset(WORKLOADS)
 CONTENDERS = (
-    Contender(FLOOR, "impl_ray.py", ALL),
+    Contender(FLOOR, "impl_ray.py", ALL - {"resume"}),
     Contender("durably[ray]", "impl_durably.py", ALL, ("--executor", "ray"), is_durably=True),
     Contender("durably[local]", "impl_durably.py", ALL, ("--executor", "local"), is_durably=True),
     Contender(
-        PREDECESSOR, "impl_ray_workflow.py", frozenset({"chain", "fanout", "loop", "fib"}), max_steps=2_000
+        PREDECESSOR,
+        "impl_ray_workflow.py",
+        frozenset({"chain", "fanout", "loop", "fib", "many", "latency"}),
+        max_steps=2_000,
     ),
-    Contender("dbos", "impl_dbos.py", frozenset({"chain", "fanout", "loop"}), max_steps=10_000),
+    Contender(
+        "dbos", "impl_dbos.py", frozenset({"chain", "fanout", "loop", "many", "latency"}), max_steps=10_000
+    ),
 )
 
 
@@ -81,15 +103,29 @@ class Row:
     vs_floor: float | None = None
     vs_ray_workflow: float | None = None
     timeout: float = 0.0
+    storage: str | None = None  # the backend workload's --storage-url keyword or URL
+    # Named figures of each timed run (see _harness.Measured); the table shows the best run's.
+    figures: list[dict[str, float]] = field(default_factory=list)
+    driver_peak_rss_mb: float | None = None
+    engine_peak_rss_mb: float | None = None
+    engine_in_driver: bool = False
 
     @property
     def best(self) -> float | None:
         return min(self.seconds) if self.status == "ok" and self.seconds else None
 
     @property
+    def best_figures(self) -> dict[str, float]:
+        if self.best is None or len(self.figures) != len(self.seconds):
+            return {}
+        return self.figures[self.seconds.index(self.best)]
+
+    @property
     def ms_per_step(self) -> float | None:
         best = self.best
-        return None if best is None or not self.steps else 1000 * best / self.steps
+        if best is None or not self.steps or self.workload in NOT_PER_STEP:
+            return None
+        return 1000 * best / self.steps
 
 
 def _parse_sizes(text: str) -> dict[str, int]:
@@ -132,19 +168,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--storage-url",
         action="append",
-        help="storage for the backend workload, repeatable; 'file' (default) is a fresh temporary folder",
+        help="storage for the backend workload, repeatable: 'file' (a fresh temporary folder), 's3' "
+        "(SeaweedFS) and 'gcs' (fake-gcs-server), started by the bench, or any URL; default s3 and gcs",
     )
-    parser.add_argument("--timeout", type=float, help="seconds per run (default 1800, quick 300)")
+    parser.add_argument("--timeout", type=float, help="seconds per run (default 3600, quick 300)")
     parser.add_argument(
-        "--budget", type=float, help="seconds for the whole bench (default 3 h, quick 30 min)"
+        "--budget", type=float, help="seconds for the whole bench (default 5 h, quick 45 min)"
     )
     parser.add_argument(
         "--results", type=Path, default=HERE / "results", help="folder for the JSON and markdown"
     )
     args = parser.parse_args(argv)
-    args.timeout = args.timeout or (300.0 if args.quick else 1800.0)
-    args.budget = args.budget or (1800.0 if args.quick else 3 * 3600.0)
-    args.storage_url = args.storage_url or ["file"]
+    # A full cell of 100,000 steps on S3 takes 15-30 min on a busy 2-core machine.
+    args.timeout = args.timeout or (300.0 if args.quick else 3600.0)
+    args.budget = args.budget or (2700.0 if args.quick else 5 * 3600.0)
+    args.storage_url = args.storage_url or DEFAULT_STORAGE
     return args
 
 
@@ -153,6 +191,8 @@ def _size_for(contender: Contender, workload: str, n: int, peer_steps: int | Non
     limit = contender.max_steps if peer_steps is None else (peer_steps or None)
     if limit is None or contender.is_durably or contender.name == FLOOR:
         return n
+    if workload == "many":
+        return max(1, min(n, limit // MANY_CHAIN))
     if workload != "fib":
         return min(n, limit)
     while n > 1 and step_count(workload, n) > limit:
@@ -169,7 +209,7 @@ def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]
             urls = args.storage_url if workload == "backend" and contender.is_durably else [None]
             for url in urls:
                 label = contender.name if url is None else f"{contender.name} [{url.split(':')[0]}]"
-                row = Row(workload, label)
+                row = Row(workload, label, storage=url)
                 if workload not in contender.workloads:
                     yield contender, row, []
                     continue
@@ -178,7 +218,7 @@ def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]
                 row.n = _size_for(contender, workload, asked, args.peer_steps)
                 if row.n != asked:
                     row.note = f"peer run at N={row.n:,} (asked {asked:,})"
-                yield contender, row, [*contender.args, *([] if url is None else ["--storage-url", url])]
+                yield contender, row, list(contender.args)
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -207,7 +247,13 @@ def _environment(python: str) -> dict[str, str]:
 
 
 def _run_one(
-    python: str, script: str, row: Row, extra: list[str], args: argparse.Namespace, log: Path
+    python: str,
+    script: str,
+    row: Row,
+    extra: list[str],
+    args: argparse.Namespace,
+    log: Path,
+    services: Services,
 ) -> None:
     """Run one cell in its own subprocess and fill the row from the JSON it writes."""
     with tempfile.TemporaryDirectory(prefix="durably-bench-run-") as scratch:
@@ -215,10 +261,16 @@ def _run_one(
         assert row.n is not None
         command = [python, str(HERE / script), "--workload", row.workload, "--n", str(row.n)]
         command += ["--repeat", str(args.repeat), "--out", str(out), *extra]
+        if row.storage is not None:
+            try:
+                command += ["--storage-url", services.storage_url(row.storage)]
+            except (OSError, RuntimeError) as error:
+                row.status, row.message = "error", f"could not start its storage server: {error}"
+                return
         with log.open("wb") as log_file:
             process = subprocess.Popen(
                 command, cwd=scratch, stdout=log_file, stderr=subprocess.STDOUT,
-                env=_environment(python), start_new_session=True,
+                env=services.environment(_environment(python)), start_new_session=True,
             )  # fmt: skip
             try:
                 process.wait(row.timeout)
@@ -236,6 +288,10 @@ def _run_one(
     row.message = result.get("message", "")
     row.version = result.get("version", "")
     row.steps = result.get("steps")
+    row.figures = result.get("figures", [])
+    row.driver_peak_rss_mb = result.get("driver_peak_rss_mb")
+    row.engine_peak_rss_mb = result.get("engine_peak_rss_mb")
+    row.engine_in_driver = bool(result.get("engine_in_driver"))
 
 
 def _add_ratios(rows: list[Row]) -> None:
@@ -254,7 +310,28 @@ def _add_ratios(rows: list[Row]) -> None:
             row.vs_ray_workflow = mine / predecessor if predecessor else None
 
 
-HEADER = ("workload", "N", "implementation", "total s", "ms/step", "x floor", "durably/ray.workflow", "note")
+HEADER = (
+    "workload", "N", "implementation", "total s", "ms/step", "x floor", "durably/ray.workflow",
+    "driver MB", "engine MB", "figures", "note",
+)  # fmt: skip
+
+
+def format_figures(figures: dict[str, float]) -> str:
+    """``{"first_step_p50_ms": 2.1, "workflows_per_s": 312}`` -> ``first step p50 2.1 ms, workflows 312/s``"""
+    shown = []
+    for name, value in figures.items():
+        seconds = "{:,.2f} s" if value >= 1 else "{:.3f} s"
+        for suffix, unit in (("_per_s", "{:,.0f}/s"), ("_ms", "{:,.1f} ms"), ("_s", seconds)):
+            if name.endswith(suffix):
+                shown.append(f"{name.removesuffix(suffix).replace('_', ' ')} {unit.format(value)}")
+                break
+        else:
+            shown.append(f"{name.replace('_', ' ')} {value:,.3g}")
+    return ", ".join(shown)
+
+
+def _megabytes(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
 
 
 def _cells(row: Row) -> tuple[str, ...]:
@@ -265,10 +342,13 @@ def _cells(row: Row) -> tuple[str, ...]:
     if row.status != "ok":
         outcome = {"unavailable": "not available", "n/a": "n/a"}.get(row.status, row.status)
         note = f"{outcome}: {row.message}" if row.message and row.status != "n/a" else outcome
-        return (row.workload, n, row.implementation, "n/a", "n/a", "", "", note[:160])
-    best, per_step = row.best or 0.0, row.ms_per_step or 0.0
-    return (row.workload, n, row.implementation, f"{best:.2f}", f"{per_step:.3f}",
-            ratio(row.vs_floor), ratio(row.vs_ray_workflow), row.note)  # fmt: skip
+        return (row.workload, n, row.implementation, "n/a", "n/a", "", "", "", "", "", note[:160])
+    per_step = "" if row.ms_per_step is None else f"{row.ms_per_step:.3f}"
+    engine = "in driver" if row.engine_in_driver else _megabytes(row.engine_peak_rss_mb)
+    best = row.best or 0.0
+    return (row.workload, n, row.implementation, f"{best:.2f}" if best >= 1 else f"{best:.3f}", per_step,
+            ratio(row.vs_floor), ratio(row.vs_ray_workflow), _megabytes(row.driver_peak_rss_mb),
+            engine, format_figures(row.best_figures), row.note)  # fmt: skip
 
 
 def format_text(rows: list[Row]) -> str:
@@ -289,7 +369,9 @@ def format_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     lines += ["", "Versions: " + ", ".join(sorted({row.version for row in rows if row.version})), ""]
     lines += [f"ms/step is the best of {meta['repeat']} run(s) over the steps of one run; fib(n) counts its "
               f"2·fib(n+1)-1 calls (fib(20): {2 * fib_value(21) - 1:,}). x floor divides by plain Ray's "
-              "ms/step, durably/ray.workflow by ray.workflow 2.47's, each at the N it ran."]  # fmt: skip
+              "ms/step, durably/ray.workflow by ray.workflow 2.47's, each at the N it ran. driver MB "
+              "is the driver's peak RSS, engine MB the peak summed RSS of the engine process(es) "
+              "while timed (see benchmarks/README.md)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -333,6 +415,26 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.budget
     planned = list(_plan(args))
     rows = [row for _, row, _ in planned]
+    with Services(logs / "services") as services:
+        _run_all(planned, rows, args, meta, deadline, logs, stamp, services)
+    _write_results(args.results, stamp, rows, meta)
+    print(format_text(rows))
+    if meta.get("ray_workflow_venv_seconds") is not None:
+        print(f"\nray 2.47 venv created in {meta['ray_workflow_venv_seconds']:.1f} s (not in the table)")
+    print(f"\nwritten: {args.results / (stamp + '.md')} and .json; logs in {logs}")
+    return 0
+
+
+def _run_all(
+    planned: list[tuple[Contender, Row, list[str]]],
+    rows: list[Row],
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    deadline: float,
+    logs: Path,
+    stamp: str,
+    services: Services,
+) -> None:
     for index, (contender, row, extra) in enumerate(planned, 1):
         if row.n is None:
             continue
@@ -350,17 +452,11 @@ def main(argv: list[str] | None = None) -> int:
               end=" ", file=sys.stderr, flush=True)  # fmt: skip
         if python is not None:
             log = logs / f"{row.workload}-{row.implementation.replace(' ', '_')}.log"
-            _run_one(python, contender.script, row, extra, args, log)
+            _run_one(python, contender.script, row, extra, args, log, services)
         shown = f"{row.best:.2f} s" if row.best is not None else f"{row.status} {row.message}"[:200]
         print(shown, file=sys.stderr, flush=True)
         # Written after every cell, so a bench stopped half-way keeps what it measured.
         _write_results(args.results, stamp, rows, meta)
-    _write_results(args.results, stamp, rows, meta)
-    print(format_text(rows))
-    if meta.get("ray_workflow_venv_seconds") is not None:
-        print(f"\nray 2.47 venv created in {meta['ray_workflow_venv_seconds']:.1f} s (not in the table)")
-    print(f"\nwritten: {args.results / (stamp + '.md')} and .json; logs in {logs}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,14 +32,20 @@ RayCluster.configure_client_auth(Path(tempfile.mkdtemp(prefix="durably-tests-"))
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
+def ray_node_env() -> dict[str, str]:
+    """Environment added to every node of the session's Ray cluster; a test folder may override it."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(request: pytest.FixtureRequest, ray_node_env: dict[str, str]) -> Iterator[RayCluster]:
     """A real Ray head node started with `ray start`; this test process is connected to it."""
     import ray
 
     if STORAGE_KIND == "s3":
         request.getfixturevalue("s3_credentials")  # Ray workers inherit the credentials it exports
 
-    cluster = _start_ray_cluster()
+    cluster = _start_ray_cluster(env=ray_node_env)
     try:
         yield cluster
     finally:
@@ -47,14 +53,16 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[RayCluster]:
         cluster.stop()
 
 
-def _start_ray_cluster(attempts: int = 3) -> RayCluster:
+def _start_ray_cluster(attempts: int = 3, env: dict[str, str] | None = None) -> RayCluster:
     """Start the head; Ray gives a node 30 s to register, which a loaded machine can miss: retry."""
     for attempt in range(1, attempts + 1):
-        cluster = RayCluster()
+        cluster = RayCluster(env=env)
         try:
             cluster.wait_ready()
             return cluster
-        except RuntimeError:
+        # A raylet that gave up waiting for its slow-starting agents (Ray waits a fixed ~15 s per
+        # agent port) leaves a head that ray.init cannot connect to: ConnectionError.
+        except (RuntimeError, ConnectionError):
             cluster.stop()
             if attempt == attempts:
                 raise

@@ -128,10 +128,8 @@ def test_checker_reports_a_hook_without_a_section() -> None:
 
 
 def test_checker_reports_a_renamed_parameter() -> None:
-    guide = GUIDE.read_text().replace(
-        "def durably_step_finished(workflow_id: str, step_id: str, name: str, duration: float)",
-        "def durably_step_finished(workflow_id: str, step_id: str, name: str, seconds: float)",
-    )
+    finished = "def durably_step_finished(\n    workflow_id: str, step_id: str, name: str, duration: float,"
+    guide = GUIDE.read_text().replace(finished, finished.replace("duration", "seconds"))
     reported = problems(guide, SPECS)
     assert len(reported) == 2
     assert reported[0].startswith("durably_step_finished: parameters [")

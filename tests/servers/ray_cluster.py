@@ -41,7 +41,11 @@ def _agent_ports() -> list[str]:
 class RayCluster:
     """One head node (and optional worker nodes) on a loopback address, with token authentication."""
 
-    def __init__(self, num_cpus: int = 2, resources: str = '{"durably_test": 4}') -> None:
+    def __init__(
+        self, num_cpus: int = 2, resources: str = '{"durably_test": 4}', env: dict[str, str] | None = None
+    ) -> None:
+        """``env`` is added to every node's environment, so every worker and actor of the cluster has it."""
+        self.node_env = dict(env or {})
         self.port = free_port()
         self.address = f"{LOOPBACK_IP}:{self.port}"
         # A short temp dir: Ray's unix socket paths must stay under 107 characters.
@@ -71,7 +75,7 @@ class RayCluster:
             name,
             [_ray_command(), "start", "--block", *arguments],
             log,
-            env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env()},
+            env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env(), **self.node_env},
         )
         self.nodes.append(node)
         return node

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
 
 from durably import _config
+from durably._durations import Duration, optional_duration
 from durably._errors import WorkflowError, WorkflowNotFoundError, WorkflowRunningError
 from durably._hosts import EngineHost, RayEngineHost
 from durably._inspect import (
@@ -19,6 +21,7 @@ from durably._inspect import (
 )
 from durably._lease import lease_is_live
 from durably._resolve import normalize_storage_url, open_executor, open_storage
+from durably._retention import PeriodicCollector
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
@@ -37,6 +40,8 @@ def init(
     ray_address: str | None = None,
     max_running_workflows: int | None = None,
     max_pending_workflows: int | None = None,
+    retention: Duration | None = None,
+    gc_interval: Duration | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -46,8 +51,16 @@ def init(
     ``"ray"`` (joins the running Ray cluster, or starts a local one) or ``"local"`` (threads in
     this process, no Ray). ``max_running_workflows`` caps how many workflows run at once
     (others wait as PENDING, in submission order); beyond ``max_pending_workflows`` waiting,
-    submitting raises. Calling it again switches to the new settings.
+    submitting raises. ``retention`` is how long a finished (SUCCESSFUL, FAILED, CANCELED)
+    workflow is kept before ``durably gc`` may delete it: a timedelta, seconds, or text such as
+    ``"30d"`` (default: forever; ``run(..., retention=...)`` overrides it per workflow). With
+    ``gc_interval``, the engine host deletes expired workflows that often. Calling it again
+    switches to the new settings.
     """
+    default_retention = optional_duration(retention, "retention")
+    interval = optional_duration(gc_interval, "gc_interval")
+    if interval is not None and interval <= 0:
+        raise ValueError(f"gc_interval must be longer than 0 seconds, got {gc_interval!r}")
     for name, value in (
         ("max_running_workflows", max_running_workflows),
         ("max_pending_workflows", max_pending_workflows),
@@ -69,6 +82,12 @@ def init(
     # (which opens its own executor there); otherwise engines run in threads of this process.
     host: Any = RayEngineHost(executor) if chosen.has_cluster_host else EngineHost(chosen)
     host.configure(max_running_workflows, max_pending_workflows)
+    start_collector = functools.partial(PeriodicCollector, url, interval) if interval is not None else None
+    host.configure_gc(start_collector)
+    if _config.is_set():
+        previous = _config.current()
+        if previous.host is not host:
+            previous.host.configure_gc(None)  # the replaced host stops collecting
     _config.install(
         _config.Config(
             storage_url=url,
@@ -77,6 +96,7 @@ def init(
             max_running_workflows=max_running_workflows,
             max_pending_workflows=max_pending_workflows,
             host=host,
+            retention=default_retention,
         )
     )
 

@@ -28,6 +28,8 @@ class Config:
     max_pending_workflows: int | None
     #: Where workflow engines run (``_hosts.EngineHost`` or ``_hosts.RayEngineHost``).
     host: Any
+    #: Seconds a finished workflow is kept unless its run says otherwise (None: forever).
+    retention: float | None = None
 
 
 _config: Config | None = None

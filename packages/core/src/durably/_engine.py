@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 from durably._graph import Graph, StepSpec
+from durably._plugins import propagation_context
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
 from durably._store import StoredOutput, WorkflowStore
@@ -246,7 +247,10 @@ class WorkflowEngine:
         return self.executor.result(node.value)
 
     def _submit(self, node: _Node, inputs: list[Any]) -> None:
-        task = StepTask(self.storage_url, self.store.workflow_id, node.spec, node.dynamic)
+        workflow_id = self.store.workflow_id
+        task = StepTask(
+            self.storage_url, workflow_id, node.spec, node.dynamic, propagation_context(workflow_id)
+        )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)
         node.state = SUBMITTED

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from durably._driver import drive
@@ -92,9 +93,21 @@ class EngineHost:
         )
         self._started: dict[int, concurrent.futures.Future[Any]] = {}
         self._started_count = 0
+        self._gc: Any = None
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.admission.configure(max_running, max_pending)
+
+    def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
+        """Run the periodic gc ``start_collector()`` starts, stopping the previous one (None: stop).
+
+        The API passes ``_retention.PeriodicCollector`` in (bound to its storage and interval):
+        retention also reads virtual actors' records, a layer above the engine hosts.
+        """
+        with self._lock:
+            if self._gc is not None:
+                self._gc.stop()
+            self._gc = start_collector() if start_collector is not None else None
 
     def reserve(self, storage_url: str, workflow_id: str) -> int:
         return self.admission.reserve(storage_url, workflow_id)
@@ -170,6 +183,9 @@ class EngineActor:
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.host.configure(max_running, max_pending)
 
+    def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
+        self.host.configure_gc(start_collector)
+
     def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
         return self.host.start(storage_url, workflow_id, graph)
 
@@ -219,6 +235,15 @@ class RayEngineHost:
 
         self._wait_until_available()
         ray.get(self.actor.configure.remote(max_running, max_pending))
+
+    def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
+        """Run gc periodically in the cluster's engine actor, which outlives this driver."""
+        import ray
+
+        if start_collector is None:
+            return  # another driver may have asked the shared engine actor for gc: leave it
+        self._wait_until_available()
+        ray.get(self.actor.configure_gc.remote(start_collector))
 
     def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray

@@ -45,17 +45,21 @@ def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
 
 
 def status_of(store: WorkflowStore) -> WorkflowStatus:
-    try:
-        record, _ = store.load_status()
-    except KeyNotFound:
-        if not store.exists():
-            raise WorkflowNotFoundError(store.workflow_id) from None
-        return (
-            WorkflowStatus.RESUMABLE
-            if not lease_is_live(store.storage, store.lease_key)
-            else WorkflowStatus.RUNNING
-        )
-    status = WorkflowStatus(record["status"])
+    record = store.load_status_meta()
+    if record is None and not store.exists():
+        raise WorkflowNotFoundError(store.workflow_id)
+    return believed_status(store, record)
+
+
+def believed_status(store: WorkflowStore, record: dict[str, Any] | None) -> WorkflowStatus:
+    """The status a reader should believe from a status record (None: none written yet).
+
+    A workflow RUNNING (or not started) whose driver holds no live lease is RESUMABLE: its driver
+    died. ``durably.inspect`` reads statuses through this too, so the API and the CLI agree.
+    """
+    status = (
+        WorkflowStatus(record.get("status", WorkflowStatus.RUNNING)) if record else WorkflowStatus.RUNNING
+    )
     if status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.lease_key):
         return WorkflowStatus.RESUMABLE
     return status

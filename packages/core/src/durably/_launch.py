@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from durably import _config
+from durably._durations import Duration, optional_duration
 from durably._graph import flatten
 from durably._ids import generate_workflow_id, validate_workflow_id
 from durably._inspect import workflow_store
@@ -29,27 +30,46 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 # -- running ----------------------------------------------------------------------------------
-def prepare(node: Workflow[Any], workflow_id: str | None, metadata: dict[str, Any] | None) -> tuple[str, Any]:
+def prepare(
+    node: Workflow[Any],
+    workflow_id: str | None,
+    metadata: dict[str, Any] | None,
+    retention: Duration | None = None,
+) -> tuple[str, Any]:
     if not isinstance(node, Workflow):
         raise TypeError(f"run() takes a step future (the result of f.step(...)), got {type(node).__name__}")
     workflow_id = generate_workflow_id() if workflow_id is None else validate_workflow_id(workflow_id)
+    keep = optional_duration(retention, "retention")
     graph = flatten(node)
     store = workflow_store(workflow_id)
-    created = store.create(graph, check_metadata(metadata))
+    created = store.create(
+        graph, check_metadata(metadata), _config.current().retention if keep is None else keep
+    )
     return workflow_id, graph if created else None
 
 
-def run(node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
-    """Run the workflow ending at ``node`` and return its output (the stored one if it finished before)."""
+def run(
+    node: Workflow[Any],
+    workflow_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    retention: Duration | None = None,
+) -> Any:
+    """Run the workflow ending at ``node`` and return its output (the stored one if it finished before).
+
+    ``retention`` (see ``init``) is how long this workflow is kept once it finished.
+    """
     cfg = _config.current()
-    workflow_id, graph = prepare(node, workflow_id, metadata)
+    workflow_id, graph = prepare(node, workflow_id, metadata, retention)
     return cfg.host.run(cfg.storage_url, workflow_id, graph)
 
 
 def run_async(
-    node: Workflow[Any], workflow_id: str | None = None, metadata: dict[str, Any] | None = None
+    node: Workflow[Any],
+    workflow_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    retention: Duration | None = None,
 ) -> Any:
     """Start the workflow and return a ray.ObjectRef of its output (a Future with the local executor)."""
     cfg = _config.current()
-    workflow_id, graph = prepare(node, workflow_id, metadata)
+    workflow_id, graph = prepare(node, workflow_id, metadata, retention)
     return cfg.host.run_async(cfg.storage_url, workflow_id, graph)

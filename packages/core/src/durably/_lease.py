@@ -67,6 +67,10 @@ class Lease:
         self.owner = uuid.uuid4().hex
         self.number: int | None = None
         self.lost = False
+        self.released = False
+        # The keeper thread may be renewing while the driver releases: without this lock its
+        # renewal could land after the "released" record and make the lease look held again.
+        self._renewal = threading.Lock()
 
     def _key(self, number: int) -> str:
         return f"{self.prefix}/{number:010d}"
@@ -104,27 +108,35 @@ class Lease:
             number = 0 if held is None else held[0] + 1
             if self.storage.put_if_absent(self._key(number), self._record()):
                 self.number = number
+                self.released = False
                 _keeper.hold(self)
                 return
         raise WorkflowRunningError(self.workflow_id, "another driver is taking it over right now")
 
     def renew(self) -> bool:
         """Extend the lease; False (and ``lost`` set) when another driver has taken it over."""
-        if self.number is None or self.lost:
-            return False
-        if self.storage.exists(self._key(self.number + 1)):
-            self.lost = True
-            return False
-        self.storage.put(self._key(self.number), self._record())
-        return True
+        with self._renewal:
+            if self.number is None or self.lost or self.released:
+                return False
+            if self.storage.exists(self._key(self.number + 1)):
+                self.lost = True
+                return False
+            self.storage.put(self._key(self.number), self._record())
+            return True
+
+    def stop_renewing(self) -> None:
+        """Stop renewing without writing anything: the workflow's records are about to be deleted."""
+        _keeper.drop(self)
 
     def release(self) -> None:
         """Give the lease up (the workflow's final status is already stored)."""
         _keeper.drop(self)
-        if self.number is not None and not self.lost:
-            record = json.loads(self._record())
-            record["released"] = True
-            self.storage.put(self._key(self.number), json.dumps(record).encode())
+        with self._renewal:
+            self.released = True
+            if self.number is not None and not self.lost:
+                record = json.loads(self._record())
+                record["released"] = True
+                self.storage.put(self._key(self.number), json.dumps(record).encode())
 
 
 class _LeaseKeeper:

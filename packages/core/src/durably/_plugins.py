@@ -164,3 +164,12 @@ def register_plugin(plugin: ModuleType | object, name: str | None = None) -> Non
 def hook() -> Any:
     """The pluggy hook relay of the process-wide registry."""
     return get_registry().manager.hook
+
+
+def propagation_context(workflow_id: str | None) -> dict[str, str]:
+    """The entries every plugin wants carried with work handed to another process (see the hook)."""
+    carrier: dict[str, str] = {}
+    for entries in hook().durably_propagation_context(workflow_id=workflow_id):
+        if entries:
+            carrier.update(entries)
+    return carrier

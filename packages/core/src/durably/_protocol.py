@@ -9,7 +9,8 @@ and its :data:`StepOutcome`, which only the engine reads. A step that failed for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from durably._graph import Graph, StepSpec
 
@@ -23,6 +24,8 @@ class StepTask:
     spec: StepSpec
     #: The step was created at run time (inside a continuation), so its name is recorded too.
     dynamic: bool = False
+    #: What plugins asked the driver to carry to the worker's step hooks (``durably_propagation_context``).
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Singleton:

@@ -395,14 +395,17 @@ def run(
     *args: Any,
     workflow_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    retention: Any = None,
     **kwargs: Any,
 ) -> Any:
     """Run a workflow to completion and return its output (Ray 2.x's ``workflow.run``).
 
     ``dag`` is a Ray DAG (``f.bind(...)``; ``args``/``kwargs`` fill its ``InputNode``) or a
     durably step future. If a workflow with this id exists, it is resumed instead.
+    ``retention`` overrides ``init``'s for this workflow.
     """
-    return _launch.run(as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata)
+    workflow = as_workflow(dag, args, kwargs)
+    return _launch.run(workflow, workflow_id=workflow_id, metadata=metadata, retention=retention)
 
 
 def run_async(
@@ -410,12 +413,12 @@ def run_async(
     *args: Any,
     workflow_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    retention: Any = None,
     **kwargs: Any,
 ) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
     """Start a workflow; returns a ``ray.ObjectRef`` of its output (a Future with the local executor)."""
-    handle: Any = _launch.run_async(
-        as_workflow(dag, args, kwargs), workflow_id=workflow_id, metadata=metadata
-    )
+    workflow = as_workflow(dag, args, kwargs)
+    handle: Any = _launch.run_async(workflow, workflow_id=workflow_id, metadata=metadata, retention=retention)
     return handle  # type: ignore[no-any-return]
 
 

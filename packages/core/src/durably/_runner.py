@@ -5,9 +5,11 @@ The protocol it speaks (task, outcome, failure) is in ``_protocol``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
+import traceback
 from typing import Any
 
 from durably import _codec
@@ -23,7 +25,13 @@ from durably._protocol import (
     StepTask,
 )
 from durably._step import Workflow
-from durably._store import StoredOutput, WorkflowStore, open_workflow_store
+from durably._store import (
+    DURABLY_ATTEMPTS,
+    DURABLY_TRACEBACK,
+    StoredOutput,
+    WorkflowStore,
+    open_workflow_store,
+)
 
 #: True while a step's function runs (``workflow.continuation`` then returns a continuation).
 INSIDE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_inside_step", default=False)
@@ -68,7 +76,11 @@ def _call_with_retries(
     while True:
         attempt += 1
         hook().durably_step_started(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=attempt
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            attempt=attempt,
+            context=task.context,
         )
         try:
             token = INSIDE_STEP.set(True)
@@ -86,15 +98,33 @@ def _call_with_retries(
                     attempt=attempt,
                     error=error,
                     delay=delay,
+                    context=task.context,
                 )
                 time.sleep(delay)
                 continue
             if options.catch_exceptions:
                 return None, error, attempt
+            remember_failure(error, attempt)
             hook().durably_step_failed(
-                workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+                workflow_id=task.workflow_id,
+                step_id=spec.step_id,
+                name=spec.name,
+                error=error,
+                context=task.context,
             )
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
+
+
+def remember_failure(error: BaseException, attempts: int) -> None:
+    """Note the traceback text and attempt count on a step's final error, for its workflow's status.
+
+    They travel with the exception (its ``__dict__`` is pickled) to the driver, which may be in
+    another process: the traceback object itself does not survive that trip.
+    """
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    with contextlib.suppress(Exception):  # an exception class may refuse new attributes
+        setattr(error, DURABLY_TRACEBACK, text)
+        setattr(error, DURABLY_ATTEMPTS, attempts)
 
 
 def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) -> Any:
@@ -128,6 +158,13 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
         store.save_continuation(spec.step_id, graph, meta)
+        hook().durably_step_continued(
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            duration=meta["end_time"] - meta["start_time"],
+            context=task.context,
+        )
         return UNRESOLVED, Continuation(graph)
     if spec.options.catch_exceptions:
         result = (None, caught) if caught is not None else (result, None)
@@ -160,4 +197,5 @@ def record_finished_step(
         step_id=spec.step_id,
         name=spec.name,
         duration=meta["end_time"] - meta["start_time"],
+        context=task.context,
     )

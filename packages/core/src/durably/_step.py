@@ -176,22 +176,28 @@ class Workflow(Generic[R]):
     def step_options(self) -> StepOptions:
         return self.function.step_options
 
-    def run(self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None) -> R:
-        """Run the workflow that ends at this step to completion and return its value."""
+    def run(
+        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
+    ) -> R:
+        """Run the workflow that ends at this step to completion and return its value.
+
+        ``retention`` (a timedelta, seconds or text such as ``"30d"``) overrides ``init``'s: how
+        long the workflow is kept once it finished.
+        """
         # The one upward import of the layering (pyproject.toml, import-linter): a convenience
         # for workflow.run(self), from the model of a workflow up to where runs start.
         from durably import _launch
 
-        return _launch.run(self, workflow_id=workflow_id, metadata=metadata)  # type: ignore[no-any-return]
+        return _launch.run(self, workflow_id=workflow_id, metadata=metadata, retention=retention)  # type: ignore[no-any-return]
 
     def run_async(
-        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None
+        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
     ) -> ray.ObjectRef[R] | concurrent.futures.Future[R]:
         """Start the workflow; returns a ``ray.ObjectRef`` (a Future with the local executor)."""
         from durably import _launch
 
         handle: ray.ObjectRef[R] | concurrent.futures.Future[R] = _launch.run_async(
-            self, workflow_id=workflow_id, metadata=metadata
+            self, workflow_id=workflow_id, metadata=metadata, retention=retention
         )
         return handle
 

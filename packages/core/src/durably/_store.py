@@ -6,14 +6,14 @@ store with ``open_workflow_store(url, id)``.
 
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
-workflows/<id>/meta                         user metadata and creation time (created once)
-workflows/<id>/graph                        the step table of the top-level graph
+workflows/<id>/meta                         user metadata, creation time, step count, retention (created once)
+workflows/<id>/graph                        the step table of the top-level graph (meta: its outline)
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
 workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
 workflows/<id>/status                       status, times, the error of a failed run
 workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
                                             the output has out-of-band buffers: meta "buffers")
-workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
+workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph (meta: its outline)
 workflows/<id>/names/<name>                 which step a dynamically created named step is
 workflows/<id>/result                       which step's output is the workflow's output
 workflows/<id>/tail                         a recent step on the output's continuation chain
@@ -23,7 +23,16 @@ workflows/<id>/events/<step_id>             an event a wait_for_event step recei
 workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
 workflows/<id>/claims/<key>/<n>             which wait_for_event step received that event
 workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
+deleting/<workflow_id>                      a deletion in progress; whoever finds it finishes it
 ```
+
+Deleting a workflow writes ``deleting/<id>``, then removes ``meta`` (from then on the workflow
+does not exist for any reader), then everything else, the index entry and the marker last: a
+deletion cut short leaves an invisible remainder that the next gc finishes, never half a workflow
+that looks valid.
+
+The JSON meta of records is what management (``durably.inspect``, the CLI, the UI) reads; it never
+unpickles a payload. A graph's outline is ``[[step_id, name, [dependency ids]], ...]``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +51,10 @@ from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
 from durably.storage import KeyNotFound, Storage
+
+#: Attributes the worker sets on a step's failed exception: its traceback text and attempt count.
+DURABLY_TRACEBACK = "__durably_traceback__"
+DURABLY_ATTEMPTS = "__durably_attempts__"
 
 
 class StoredOutput:
@@ -107,15 +121,23 @@ class WorkflowStore:
             raise CheckpointCorruptedError(key, f"cannot unpickle it: {type(exc).__name__}: {exc}") from exc
 
     # -- creation -----------------------------------------------------------------------------
-    def create(self, graph: Graph, metadata: dict[str, Any]) -> bool:
-        """Store a new workflow; False when a graph is already stored under this id (nothing replaced)."""
+    def create(self, graph: Graph, metadata: dict[str, Any], retention: float | None = None) -> bool:
+        """Store a new workflow; False when a graph is already stored under this id (nothing replaced).
+
+        ``retention`` is how many seconds the workflow is kept once it finished (None: forever).
+        """
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
-        graph_record = _codec.encode_record(
-            RecordKind.GRAPH, {}, _codec.dumps(Graph(graph.steps, graph.output))
-        )
+        payload = _codec.dumps(Graph(graph.steps, graph.output))
+        graph_record = _codec.encode_record(RecordKind.GRAPH, {"outline": graph_outline(graph)}, payload)
         created = self.storage.put_if_absent(self.key("graph"), graph_record)
-        meta = {"user_metadata": metadata, "created_at": time.time(), "output": graph.output}
+        meta = {
+            "user_metadata": metadata,
+            "created_at": time.time(),
+            "output": graph.output,
+            "step_count": len(graph.steps),
+            "retention": retention,
+        }
         self.storage.put_if_absent(self.key("meta"), _codec.encode_record(RecordKind.META, meta))
         self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
         return created
@@ -137,6 +159,14 @@ class WorkflowStore:
             raise WorkflowNotFoundError(self.workflow_id) from None
         return graph  # type: ignore[no-any-return]
 
+    def load_graph_outline(self) -> list[Any] | None:
+        """The top-level graph's outline (plain data), or None for a graph stored without one."""
+        try:
+            meta, _ = self._read(self.key("graph"), RecordKind.GRAPH)
+        except KeyNotFound:
+            raise WorkflowNotFoundError(self.workflow_id) from None
+        return meta.get("outline")
+
     def save_functions(self, functions: dict[str, bytes]) -> None:
         for func_key, data in functions.items():
             key = self.key("functions", func_key)
@@ -156,11 +186,19 @@ class WorkflowStore:
         payload = b""
         if error is not None:
             meta["error"] = f"{type(error).__name__}: {error}"
+            meta.update(error_text(error))
             try:
                 payload = _codec.dumps(error)
             except Exception:
                 payload = _codec.dumps(RuntimeError(meta["error"]))
         self.storage.put(self.key("status"), _codec.encode_record(RecordKind.STATUS, meta, payload))
+
+    def load_status_meta(self) -> dict[str, Any] | None:
+        """The status record's plain data (the stored error is not unpickled), or None if there is none."""
+        try:
+            return self._read(self.key("status"), RecordKind.STATUS)[0]
+        except KeyNotFound:
+            return None
 
     def load_status(self) -> tuple[dict[str, Any], BaseException | None]:
         """The status record and the stored error, if any; raises KeyNotFound when there is none."""
@@ -224,6 +262,7 @@ class WorkflowStore:
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
+        meta = {**meta, "outline": graph_outline(graph)}
         self.storage.put(
             self.key("continuations", step_id), _codec.encode_record(RecordKind.CONTINUATION, meta, payload)
         )
@@ -343,9 +382,50 @@ class WorkflowStore:
         return int(meta["number"]) if meta.get("key") == key else None
 
     # -- deletion -----------------------------------------------------------------------------
-    def delete(self) -> None:
-        self.storage.delete_prefix(f"index/{self.workflow_id}")
+    def begin_delete(self) -> None:
+        """Mark the deletion, then make the workflow invisible (its meta goes first)."""
+        self.storage.put(f"deleting/{self.workflow_id}", b"")
+        self.storage.delete_prefix(self.key("meta"))
+
+    def finish_delete(self) -> None:
+        """Remove every remaining record of a workflow whose deletion began; the marker goes last."""
         self.storage.delete_prefix(self.prefix)
+        self.storage.delete_prefix(f"index/{self.workflow_id}")
+        self.storage.delete_prefix(f"deleting/{self.workflow_id}")
+
+    def forget_deletion(self) -> None:
+        """Drop the marker of a deletion that was decided against (the workflow stays)."""
+        self.storage.delete_prefix(f"deleting/{self.workflow_id}")
+
+    def delete(self) -> None:
+        self.begin_delete()
+        self.finish_delete()
+
+
+def graph_outline(graph: Graph) -> list[Any]:
+    """The plain-data shape of a graph, ``[[step_id, name, [dependency ids]], ...]``, in its order."""
+    return [[spec.step_id, spec.name, list(spec.dependencies)] for spec in graph.steps]
+
+
+def error_text(error: BaseException) -> dict[str, Any]:
+    """A failure as plain text: the step's own error (the cause a workflow error wraps), with its traceback.
+
+    The traceback text recorded where the step ran (see ``_runner.remember_failure``) is preferred:
+    an exception that crossed process boundaries has lost its own.
+    """
+    cause = error.__cause__ if error.__cause__ is not None else error
+    text = getattr(cause, DURABLY_TRACEBACK, None)
+    if not isinstance(text, str):
+        text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    found: dict[str, Any] = {
+        "error_type": type(cause).__name__,
+        "error_message": str(cause),
+        "traceback": text,
+    }
+    attempts = getattr(cause, DURABLY_ATTEMPTS, None)
+    if isinstance(attempts, int):
+        found["failed_attempts"] = attempts
+    return found
 
 
 def list_workflow_ids(storage: Storage) -> list[str]:
@@ -376,3 +456,8 @@ def restore_object_ref(storage_url: str, workflow_id: str, content_hash: str) ->
     if _restore_task is None:
         _restore_task = ray.remote(num_cpus=0)(load_object)
     return _restore_task.remote(storage_url, workflow_id, content_hash)
+
+
+def list_deleting_ids(storage: Storage) -> list[str]:
+    """Ids of workflows whose deletion began and has not finished (a deleter was stopped)."""
+    return [key[len("deleting/") :] for key in storage.list("deleting")]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from durably.events import EventListener
     from durably.executors import Executor
     from durably.storage import Storage
@@ -43,22 +45,70 @@ def durably_workflow_finished(workflow_id: str, status: str, error: BaseExceptio
 
 
 @hookspec
-def durably_step_started(workflow_id: str, step_id: str, name: str, attempt: int) -> None:
+def durably_propagation_context(workflow_id: str | None) -> Mapping[str, str] | None:
+    """Called where work is handed to another process; returns entries (trace context) to carry with it."""
+
+
+@hookspec
+def durably_step_started(
+    workflow_id: str, step_id: str, name: str, attempt: int, context: Mapping[str, str]
+) -> None:
     """Called in the worker just before a step's function runs (attempt counts from 1)."""
 
 
 @hookspec
-def durably_step_finished(workflow_id: str, step_id: str, name: str, duration: float) -> None:
+def durably_step_finished(
+    workflow_id: str, step_id: str, name: str, duration: float, context: Mapping[str, str]
+) -> None:
     """Called in the worker after a step's result was checkpointed; duration in seconds."""
 
 
 @hookspec
-def durably_step_failed(workflow_id: str, step_id: str, name: str, error: BaseException) -> None:
+def durably_step_continued(
+    workflow_id: str, step_id: str, name: str, duration: float, context: Mapping[str, str]
+) -> None:
+    """Called in the worker when a step returned a sub-workflow, which now computes its result."""
+
+
+@hookspec
+def durably_step_failed(
+    workflow_id: str, step_id: str, name: str, error: BaseException, context: Mapping[str, str]
+) -> None:
     """Called in the worker when a step failed for good (no retries left, or not retryable)."""
 
 
 @hookspec
 def durably_step_retried(
-    workflow_id: str, step_id: str, name: str, attempt: int, error: BaseException, delay: float
+    workflow_id: str,
+    step_id: str,
+    name: str,
+    attempt: int,
+    error: BaseException,
+    delay: float,
+    context: Mapping[str, str],
 ) -> None:
     """Called in the worker when a failed attempt will be retried after ``delay`` seconds."""
+
+
+@hookspec
+def durably_actor_call_started(
+    actor_id: str, method: str, readonly: bool, context: Mapping[str, str]
+) -> None:
+    """Called in the process applying a virtual-actor call, before the method runs."""
+
+
+@hookspec
+def durably_actor_call_finished(
+    actor_id: str,
+    method: str,
+    readonly: bool,
+    duration: float,
+    error: BaseException | None,
+    context: Mapping[str, str],
+) -> None:
+    """Called in the process applying a virtual-actor call when it ends (committed, or failed)."""
+
+
+@hookspec
+def durably_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``durably`` command line: decorate functions with ``@cli.command()``."""

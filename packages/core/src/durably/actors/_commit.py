@@ -10,12 +10,16 @@ the listing is only for recovery. Where calls run, one at a time per actor, is `
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
+import time
 import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from durably import _codec
 from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
+from durably._plugins import hook
 from durably._resolve import open_storage
 from durably.actors._class import find_method, get_state, load_class, restore
 from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
@@ -131,8 +135,20 @@ class ActorCore:
         return True, _codec.loads(record.result)
 
     # -- applying a call ----------------------------------------------------------------------
-    def apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+    def apply(
+        self,
+        target: Target,
+        method: str,
+        args: Any,
+        kwargs: Any,
+        call_id: str,
+        context: Mapping[str, str] | None = None,
+    ) -> Any:
         """Apply a mutating call exactly once and return its result (see the module docstring)."""
+        with _observed_call(self.actor_id, method, False, context):
+            return self._apply(target, method, args, kwargs, call_id)
+
+    def _apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
         while True:
             cls, head = self.sync(verify=False)
             found, result = self.committed_result(call_id)
@@ -173,8 +189,14 @@ class ActorCore:
             delete_workflows(self.store, subworkflows)
             return result
 
-    def apply_readonly(self, target: Target, method: str, args: Any, kwargs: Any) -> Any:
+    def apply_readonly(
+        self, target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None
+    ) -> Any:
         """Run a read-only method on the latest committed state; changes are dropped with a warning."""
+        with _observed_call(self.actor_id, method, True, context):
+            return self._apply_readonly(target, method, args, kwargs)
+
+    def _apply_readonly(self, target: Target, method: str, args: Any, kwargs: Any) -> Any:
         cls, head = self.sync()
         func = find_method(cls, self.actor_id, method)
         instance = restore(cls, _codec.loads(head.state))
@@ -194,6 +216,31 @@ class ActorCore:
                 stacklevel=2,
             )
         return result
+
+
+@contextlib.contextmanager
+def _observed_call(
+    actor_id: str, method: str, readonly: bool, context: Mapping[str, str] | None
+) -> Iterator[None]:
+    """Tell the plugins that a call is applied here, and how it ended."""
+    context = context or {}
+    hook().durably_actor_call_started(actor_id=actor_id, method=method, readonly=readonly, context=context)
+    started = time.monotonic()
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as raised:
+        error = raised
+        raise
+    finally:
+        hook().durably_actor_call_finished(
+            actor_id=actor_id,
+            method=method,
+            readonly=readonly,
+            duration=time.monotonic() - started,
+            error=error,
+            context=context,
+        )
 
 
 _cores: dict[tuple[str, str], ActorCore] = {}

@@ -6,6 +6,7 @@ import contextvars
 import time
 from typing import Any
 
+from durably._plugins import propagation_context
 from durably.actors import _local_queue, _ray_host
 from durably.actors._class import actor_methods, find_method
 from durably.actors._commit import core_for
@@ -36,21 +37,24 @@ def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str
     """Start a call; a ray.ObjectRef with the ray executor, else a concurrent.futures.Future."""
     global _readonly_tasks
     core = core_for(target.storage_url, target.actor_id)
+    context = propagation_context(None)
     if target.has_cluster_host:
         import ray
 
         if readonly:
             if _readonly_tasks is None:
                 _readonly_tasks = ray.remote(num_cpus=0)(_ray_host.readonly_remote)
-            return _readonly_tasks.remote(target, method, args, kwargs)
+            return _readonly_tasks.remote(target, method, args, kwargs, context)
         _refuse_own_mutating_call(target, method)
-        return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id)
+        return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context)
     if readonly:
         return _local_queue.pool.submit(
-            contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs
+            contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs, context
         )
     _refuse_own_mutating_call(target, method)
-    return _local_queue.queue_for(target).submit(lambda: core.apply(target, method, args, kwargs, call_id))
+    return _local_queue.queue_for(target).submit(
+        lambda: core.apply(target, method, args, kwargs, call_id, context)
+    )
 
 
 def call(
@@ -60,13 +64,14 @@ def call(
     if readonly is None:
         readonly = is_readonly(target, method)
     core = core_for(target.storage_url, target.actor_id)
+    context = propagation_context(None)
     if readonly:
-        return core.apply_readonly(target, method, args, kwargs)
+        return core.apply_readonly(target, method, args, kwargs, context)
     _refuse_own_mutating_call(target, method)
     if not target.has_cluster_host:
         return (
             _local_queue.queue_for(target)
-            .submit(lambda: core.apply(target, method, args, kwargs, call_id))
+            .submit(lambda: core.apply(target, method, args, kwargs, call_id, context))
             .result()
         )
     import ray
@@ -74,7 +79,7 @@ def call(
     deadline = time.monotonic() + _RETRY_HOST_SECONDS
     while True:
         try:
-            return ray.get(_ray_host.host_for(target).call.remote(method, args, kwargs, call_id))
+            return ray.get(_ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context))
         except ray.exceptions.RayActorError:
             # The host died (or exited idle) with the call queued or running: start a new one and
             # send the same call again; if it had committed, its call id finds the result.

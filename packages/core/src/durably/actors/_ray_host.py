@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from durably import _config
@@ -33,10 +34,12 @@ class ActorHost:
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
 
-    def call(self, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+    def call(
+        self, method: str, args: Any, kwargs: Any, call_id: str, context: Mapping[str, str] | None = None
+    ) -> Any:
         self._busy = True
         try:
-            return self.core.apply(self.target, method, args, kwargs, call_id)
+            return self.core.apply(self.target, method, args, kwargs, call_id, context)
         finally:
             self._busy = False
             self._last_call = time.monotonic()
@@ -100,6 +103,9 @@ def stop_host(target: Target) -> None:
         ray.kill(ray.get_actor(host_name(target), namespace=HOST_NAMESPACE), no_restart=True)
 
 
-def readonly_remote(target: Target, method: str, args: Any, kwargs: Any) -> Any:
+def readonly_remote(
+    target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None
+) -> Any:
     configure_worker(target.storage_url, target.executor)
-    return core_for(target.storage_url, target.actor_id).apply_readonly(target, method, args, kwargs)
+    core = core_for(target.storage_url, target.actor_id)
+    return core.apply_readonly(target, method, args, kwargs, context)

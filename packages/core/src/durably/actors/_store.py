@@ -7,6 +7,7 @@ actors/<id>/class                    the actor's class, pickled by value, and it
 actors/<id>/creator/<n>              the lease of the process running the constructor (_lease.py)
 actors/<id>/log/<seq:012d>           one committed call: the state after it + its result + call id.
                                      seq 0 is the constructor; the highest seq is the current state
+actor-deleting/<actor_id>            a deletion in progress (unlisted first, marker removed last)
 ```
 
 A record is created with ``put_if_absent``, so two writers cannot both commit the same ``seq``.
@@ -90,6 +91,18 @@ class ActorStore:
     def is_listed(self) -> bool:
         return self.storage.exists(self.index_key)
 
+    def load_marker(self) -> dict[str, Any] | None:
+        """The index marker (JSON: class name), or None when the actor is not listed."""
+        try:
+            marker = json.loads(self.storage.get(self.index_key))
+        except KeyNotFound:
+            return None
+        except ValueError as exc:
+            raise WorkflowError(
+                f"the index marker of actor {self.actor_id!r} is not valid JSON: {exc}"
+            ) from exc
+        return marker if isinstance(marker, dict) else {}
+
     # -- log ----------------------------------------------------------------------------------
     def append(self, record: CallRecord) -> bool:
         """Commit ``record`` at its seq; False when another writer committed that seq first."""
@@ -126,6 +139,19 @@ class ActorStore:
             result=bytes(payload[split:]),
         )
 
+    def read_meta(self, seq: int) -> dict[str, Any] | None:
+        """The plain data of the record at ``seq`` (method, commit time; nothing unpickled), or None."""
+        key = self.log_key(seq)
+        try:
+            found_kind, meta, _ = _codec.decode_record(key, self.storage.get(key))
+        except KeyNotFound:
+            return None
+        if found_kind != RecordKind.ACTOR_CALL:
+            raise CheckpointCorruptedError(
+                key, f"record kind {found_kind} where {RecordKind.ACTOR_CALL} was expected"
+            )
+        return meta
+
     def has(self, seq: int) -> bool:
         return self.storage.exists(self.log_key(seq))
 
@@ -157,10 +183,33 @@ class ActorStore:
     def keys(self) -> Iterator[str]:
         yield from self.storage.list(self.prefix)
 
-    def delete(self) -> None:
-        """Remove the actor: first from the index (so it is no longer listed), then every record."""
+    def begin_delete(self) -> None:
+        """Mark the deletion, then unlist the actor (it no longer exists for any reader)."""
+        self.storage.put(f"actor-deleting/{self.actor_id}", b"")
         self.storage.delete_prefix(self.index_key)
+
+    def finish_delete(self) -> None:
+        """Remove every remaining record of an actor whose deletion began; the marker goes last."""
         self.storage.delete_prefix(self.prefix)
+        self.storage.delete_prefix(f"actor-deleting/{self.actor_id}")
+
+    def delete(self) -> None:
+        """Remove the actor: first from the index (so it is no longer listed), then every record.
+
+        A deleter stopped half-way leaves a marker that the garbage collector finishes.
+        """
+        self.begin_delete()
+        self.finish_delete()
+
+
+def list_actor_ids(storage: Storage) -> list[str]:
+    """Every constructed actor's id, sorted (one listing, no reads)."""
+    return [key[len("actor-index/") :] for key in storage.list("actor-index")]
+
+
+def list_deleting_actor_ids(storage: Storage) -> list[str]:
+    """Ids of actors whose deletion began and has not finished."""
+    return [key[len("actor-deleting/") :] for key in storage.list("actor-deleting")]
 
 
 def list_actor_entries(storage: Storage) -> list[tuple[str, str]]:

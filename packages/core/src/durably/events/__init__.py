@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from durably.events._context import EventStepContext, current_event_step
+
+__all__ = ["EventListener", "EventStepContext", "current_event_step"]
+
 
 class EventListener:
     """Waits for one event from an outside system, for one ``wait_for_event`` step.

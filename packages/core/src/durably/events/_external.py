@@ -17,8 +17,9 @@ from durably._errors import WorkflowError
 from durably._inspect import existing_store, status_of
 from durably._status import WorkflowStatus
 from durably.events import EventListener
+from durably.events._context import current_event_step
 from durably.events._hosts import waiting_for, wake_events_actor, wake_waiters
-from durably.events._runner import current_event_step, in_storage_thread
+from durably.events._runner import in_storage_thread
 
 #: The longest a waiting step goes without looking at storage for a new message (seconds).
 MAX_POLL_INTERVAL = 0.5

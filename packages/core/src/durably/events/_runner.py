@@ -10,46 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from durably import _codec
 from durably._plugins import hook
 from durably._protocol import DONE, UNRESOLVED, UNRESOLVED_INPUT, StepFailure, StepOutcome, StepTask
 from durably._runner import load_function, record_finished_step, resolve_inputs, step_metadata
-from durably._store import WorkflowStore, open_workflow_store
+from durably._store import open_workflow_store
 from durably.events import EventListener
+from durably.events._context import EventStepContext, _current
 
 T = TypeVar("T")
 
 #: Storage calls are blocking; they run on this pool so listeners that fill the loop's default
 #: executor (``asyncio.to_thread``) can never starve them.
 _storage_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="durably-event-io")
-
-
-@dataclass(frozen=True)
-class EventStepContext:
-    """The event step a listener is polling for (what built-in listeners need to find their events)."""
-
-    storage_url: str
-    store: WorkflowStore
-    step_id: str
-
-
-_current: contextvars.ContextVar[EventStepContext | None] = contextvars.ContextVar(
-    "durably_event_step", default=None
-)
-
-
-def current_event_step() -> EventStepContext:
-    """The event step whose ``poll_for_event`` is running; only valid inside it."""
-    context = _current.get()
-    if context is None:
-        raise RuntimeError("this listener only works inside a workflow's wait_for_event step")
-    return context
 
 
 async def in_storage_thread(func: Callable[..., T], *args: Any) -> T:
@@ -76,7 +53,9 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
         return UNRESOLVED, UNRESOLVED_INPUT
     listener_class = await in_storage_thread(load_function, store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, lambda pid: values[pid[1]])
-    hook().durably_step_started(workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1)
+    hook().durably_step_started(
+        workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, attempt=1, context=task.context
+    )
     started = time.time()
     try:
         listener = listener_class()
@@ -96,7 +75,11 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
             await listener.event_checkpointed(event)
     except Exception as error:
         hook().durably_step_failed(
-            workflow_id=task.workflow_id, step_id=spec.step_id, name=spec.name, error=error
+            workflow_id=task.workflow_id,
+            step_id=spec.step_id,
+            name=spec.name,
+            error=error,
+            context=task.context,
         )
         raise StepFailure(task.workflow_id, spec.step_id, error) from error
     meta = step_metadata(spec, started, time.time(), attempts=1)

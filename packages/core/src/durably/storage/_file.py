@@ -104,9 +104,11 @@ class FileStorage:
         if not base.is_dir():
             return iter(())
         keys: list[str] = []
-        pending = [base]
+        # Keys are built by joining names (not with pathlib, which costs more than the scan
+        # itself on an index of 100,000 workflows).
+        pending = [(str(base), prefix)]
         while pending:
-            folder = pending.pop()
+            folder, folder_key = pending.pop()
             try:
                 entries = list(os.scandir(folder))
             except FileNotFoundError:
@@ -114,10 +116,11 @@ class FileStorage:
             for entry in entries:
                 if entry.name.startswith(_TEMP_PREFIX):
                     continue
+                key = f"{folder_key}/{entry.name}" if folder_key else entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
+                    pending.append((entry.path, key))
                 else:
-                    keys.append(Path(entry.path).relative_to(self.root).as_posix())
+                    keys.append(key)
         keys.sort()
         return iter(keys)
 

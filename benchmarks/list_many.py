@@ -1,0 +1,79 @@
+"""How long `durably list --limit 50` takes on a storage holding many workflows.
+
+Writes the workflow records directly through the store (no workflow runs), then times the
+Inspector's first page, a filtered page and the CLI itself:
+
+    python benchmarks/list_many.py /dev/shm/durably-100k --count 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from durably import workflow
+from durably._graph import flatten
+from durably._resolve import open_storage
+from durably._store import WorkflowStore
+from durably.inspect import Inspector
+
+STATUSES = ("SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL", "FAILED", "CANCELED")
+
+
+@workflow.step
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def fill(url: str, count: int) -> None:
+    """Store ``count`` finished workflows of two steps each (skipping those already there)."""
+    storage = open_storage(url)
+    existing = sum(1 for _ in storage.list("index"))
+    graph = flatten(add.step(1, add.step(2, 3)))
+    started = time.perf_counter()
+    for number in range(existing, count):
+        store = WorkflowStore(storage, f"wf-{number:08d}")
+        store.create(graph, {"n": number})
+        now = time.time()
+        store.save_status(STATUSES[number % len(STATUSES)], started_at=now, ended_at=now)
+        if number % 10_000 == 0:
+            print(f"  {number} stored ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def timed(label: str, action: object) -> None:
+    """Wall time, and this process's CPU time (steadier on a loaded machine)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    action()  # type: ignore[operator]
+    wall, used = time.perf_counter() - started, time.process_time() - cpu
+    print(f"{label}: {wall:.3f} s wall, {used:.3f} s CPU in this process")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("storage")
+    parser.add_argument("--count", type=int, default=100_000)
+    args = parser.parse_args()
+    fill(args.storage, args.count)
+    inspector = Inspector(args.storage)
+    timed("Inspector.list_workflows(limit=50)", lambda: inspector.list_workflows(limit=50))
+    timed(
+        "Inspector.list_workflows(limit=50, status=['CANCELED'])",
+        lambda: inspector.list_workflows(limit=50, status=["CANCELED"]),
+    )
+    timed(
+        "Inspector.list_workflows(limit=50, prefix='wf-0005')",
+        lambda: inspector.list_workflows(prefix="wf-0005"),
+    )
+    command = [sys.executable, "-m", "durably.cli", "list", "--limit", "50", "--storage", args.storage]
+    env = {**os.environ, "COLUMNS": "120"}
+    timed(
+        "durably list --limit 50 (whole command, interpreter start included)",
+        lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env),
+    )
+
+
+if __name__ == "__main__":
+    main()
