@@ -5,15 +5,17 @@ it is (its consumers load it themselves), a step that returned a continuation fo
 that sub-graph's output, and any other step is submitted once each input has a handle. Handles
 of steps still running are passed on at once, so a chain costs no engine round trip per
 step; a consumer that received an input that turned out to be a continuation returns
-"unresolved" unrun and is submitted again when the continuation's output has a handle.
+"unresolved" unrun and is submitted again when the continuation's output has a handle. Once a
+function has returned a continuation in this run, consumers of its running steps wait in the
+engine for that step's outcome instead, so recursive workflows do not launch them for nothing.
 Everything is iterative: graphs 100,000 steps deep are fine.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from durably._graph import Graph, StepSpec
@@ -24,8 +26,11 @@ from durably._store import StoredOutput, WorkflowStore
 from durably.executors import Executor
 
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
+#: How many in-flight steps one wait watches; beyond that the watched window rotates.
 WAIT_WINDOW = 64
 CANCEL_CHECK_SECONDS = 0.5
+#: How long a wait on part of the in-flight steps lasts before the window moves on to others.
+ROTATE_SECONDS = 0.02
 TAIL_SAVE_EVERY = 256
 
 
@@ -83,9 +88,16 @@ class WorkflowEngine:
         self.lease = lease
         self.nodes: dict[str, _Node] = {}
         self.inflight: dict[Any, str] = {}
+        # In-flight outcome handles in the order they are next watched (finished ones are
+        # dropped lazily), so a round costs the window, not a rebuilt list of every step.
+        self.watch: deque[Any] = deque()
         self.catchers: dict[str, str] = {}
         self.blocked_by: dict[str, str] = {}
         self.parked: dict[str, list[str]] = {}
+        # Functions (by func_key) that returned a continuation in this run: their running steps
+        # likely will again, so their consumers are held back until the outcome is known.
+        self.continuing: set[str] = set()
+        self.running: set[str] = set()
         self.finished_values, self.finished_continuations = store.finished_steps()
         self._register(graph, dynamic=False, frame_owner=None)
         self.output = graph.output
@@ -155,12 +167,15 @@ class WorkflowEngine:
 
     # -- demand -------------------------------------------------------------------------------
     def _blocker(self, step_id: str) -> str | None:
-        """The catching step this output waits on (it has no handle until that one resolves)."""
+        """The step whose outcome this output waits on: a catching step, or a running step
+        that will likely return a continuation (no usable handle until that one resolves)."""
         node = self._target(step_id)
         if node.state == CATCHING:
             return str(node.spec.step_id)
         if node.state == EXPANDING:
             return self.blocked_by.get(node.spec.step_id)
+        if node.spec.func_key in self.continuing and node.spec.step_id in self.running:
+            return str(node.spec.step_id)
         return None
 
     def demand(self, step_id: str) -> None:
@@ -201,12 +216,11 @@ class WorkflowEngine:
         blocked: str | None = None
         for dependency in node.spec.dependencies:
             handle = self._handle(dependency)
-            if handle is None:
-                blocker = self._blocker(dependency)
-                if blocker is None:
-                    missing.append(dependency)
-                else:
-                    blocked = blocker
+            blocker = self._blocker(dependency)
+            if blocker is not None:
+                blocked = blocker
+            elif handle is None:
+                missing.append(dependency)
             inputs.append(handle)
         if missing:
             stack.extend(reversed(missing))
@@ -242,20 +256,25 @@ class WorkflowEngine:
         node.state = SUBMITTED
         node.value = value
         self.inflight[info] = node.spec.step_id
+        self.watch.append(info)
+        self.running.add(node.spec.step_id)
 
     # -- events -------------------------------------------------------------------------------
     def _on_finished(self, info: Any) -> None:
         step_id = self.inflight.pop(info)
+        self.running.discard(step_id)
         node = self.nodes[step_id]
         try:
             outcome = self.executor.result(info)
         except BaseException as error:
             self._on_failure(step_id, self.executor.error_of(error))
+            self._wake(step_id)  # caught: consumers submitted now fail by themselves, as before
             return
         if outcome is OUTCOME_DONE:
             self._release_inputs(node)
             self._mark_done(node, node.value)
         elif isinstance(outcome, Continuation):
+            self.continuing.add(node.spec.func_key)
             self._forward(node, outcome.graph)
             self.demand(step_id)
         elif outcome is UNRESOLVED_INPUT:
@@ -264,6 +283,14 @@ class WorkflowEngine:
             self.demand(step_id)
         else:  # pragma: no cover - the runner only sends the outcomes above
             raise AssertionError(f"unknown step outcome {outcome!r}")
+        self._wake(step_id)
+
+    def _wake(self, blocker: str) -> None:
+        """Demand again the consumers that waited for ``blocker``'s outcome."""
+        for waiting in self.parked.pop(blocker, []):
+            self.blocked_by.pop(waiting, None)
+            self.nodes[waiting].state = NEW
+            self.demand(waiting)
 
     def _release_inputs(self, node: _Node) -> None:
         """Drop handles to outputs nobody will consume again, so memory stays bounded."""
@@ -310,10 +337,7 @@ class WorkflowEngine:
         result = (value, None) if error is None else (None, error)
         self.store.save_step_output(owner, result, {"name": node.spec.name, "caught": error is not None})
         self._mark_done(node, StoredOutput(owner))
-        for waiting in self.parked.pop(owner, []):
-            self.blocked_by.pop(waiting, None)
-            self.nodes[waiting].state = NEW
-            self.demand(waiting)
+        self._wake(owner)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> tuple[str, Any]:
@@ -329,8 +353,14 @@ class WorkflowEngine:
                     raise AssertionError(
                         f"workflow engine stalled: output step {self.tail!r} cannot be produced"
                     )
-                window = list(itertools.islice(self.inflight, WAIT_WINDOW))
-                for info in self.executor.wait(window, timeout=CANCEL_CHECK_SECONDS):
+                window = self._next_window()
+                watching_all = len(window) == len(self.inflight)
+                timeout = CANCEL_CHECK_SECONDS if watching_all else ROTATE_SECONDS
+                ready = self.executor.wait(window, timeout=timeout)
+                finished = set(ready)
+                # Those still running are watched again after the rest of the in-flight steps.
+                self.watch.extend(info for info in window if info not in finished)
+                for info in ready:
                     self._on_finished(info)
                 if time.monotonic() >= next_cancel_check:
                     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
@@ -346,6 +376,15 @@ class WorkflowEngine:
                 [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
             )
             raise
+
+    def _next_window(self) -> list[Any]:
+        """Up to WAIT_WINDOW in-flight outcome handles, taken off the front of the watch queue."""
+        window: list[Any] = []
+        while self.watch and len(window) < WAIT_WINDOW:
+            info = self.watch.popleft()
+            if info in self.inflight:
+                window.append(info)
+        return window
 
     def _check_interrupts(self) -> None:
         if self.cancel_event.is_set() or self.store.cancel_requested():

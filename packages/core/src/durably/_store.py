@@ -192,9 +192,11 @@ class WorkflowStore:
 
     def save_functions(self, functions: dict[str, bytes]) -> None:
         for func_key, data in functions.items():
-            self.storage.put_if_absent(
-                self.key("functions", func_key), _codec.encode_record(RecordKind.FUNCTION, {}, data)
-            )
+            key = self.key("functions", func_key)
+            # Every continuation of a recursive step lists the same functions again: a lookup is
+            # far cheaper than a durable write (temp file, fsync) that would find them stored.
+            if not self.storage.exists(key):
+                self.storage.put_if_absent(key, _codec.encode_record(RecordKind.FUNCTION, {}, data))
 
     def load_function(self, func_key: str) -> Any:
         _, func = self._read_value(self.key("functions", func_key), RecordKind.FUNCTION)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +46,9 @@ class RayExecutor:
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
+        # Outcomes fetched together by ``wait``, per engine thread (one wait, then a result for
+        # each ready handle); the next wait of the thread drops whatever was not asked for.
+        self._fetched = threading.local()
 
     def _remote_for(self, options: StepOptions) -> Any:
         cached = self._configured.get(id(options))
@@ -74,10 +79,19 @@ class RayExecutor:
         ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
         if ready and len(handles) > 1:
             ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=0)
+        fetched: dict[Any, Any] = {}
+        if len(ready) > 1:
+            # One core-worker call for every ready outcome instead of one each.
+            with contextlib.suppress(Exception):  # a failed step among them: ``result`` raises
+                fetched = dict(zip(ready, ray.get(ready), strict=True))
+        self._fetched.outcomes = fetched
         return list(ready)
 
     def result(self, handle: Any) -> Any:
         self._event_calls.pop(handle, None)
+        fetched: dict[Any, Any] = getattr(self._fetched, "outcomes", {})
+        if handle in fetched:
+            return fetched.pop(handle)
         return ray.get(handle)
 
     def cancel(self, handles: Sequence[Any]) -> None:
