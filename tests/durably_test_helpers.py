@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,30 @@ def count_runs(folder: Path, name: str) -> int:
 def record_run(folder: str | Path, name: str) -> None:
     with open(Path(folder) / name, "a") as handle:
         handle.write("x\n")
+
+
+def kill_process_tree(root: int) -> None:
+    """SIGKILL a process and every process below it (Linux /proc), the caller last if it is one.
+
+    A driver that started its own Ray is the root of that cluster (GCS, raylet, and the workers and
+    engine actor below the raylet): killing the tree is the whole cluster dying at one instant.
+    """
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path("/proc", entry, "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    me = os.getpid()
+    for pid in [pid for pid in tree if pid != me] + ([me] if me in tree else []):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def run_child(

@@ -18,7 +18,7 @@ import os, signal, sys
 from pathlib import Path
 import cloudpickle, durably_test_helpers
 from durably import workflow
-from durably_test_helpers import record_run
+from durably_test_helpers import kill_process_tree, record_run
 
 cloudpickle.register_pickle_by_value(durably_test_helpers)
 
@@ -31,7 +31,7 @@ def link(previous, index):
     record_run(counts, f"link{index}")
     if index == crash_at and not Path(counts, "crashed").exists():
         Path(counts, "crashed").touch()
-        os.kill(driver_pid, signal.SIGKILL)
+        kill_process_tree(driver_pid)  # the driver and any Ray it started, at one instant
     return previous + [index]
 
 flow = link.step([], 0)
@@ -195,6 +195,10 @@ class Proxy:
 
     def __init__(self, name: str) -> None:
         self._name = name
+
+    def __getstate__(self) -> dict[str, str]:
+        # Without it, Python 3.10's pickle asks __getattr__ for __getstate__ and calls the string.
+        return self.__dict__
 
     def __getattr__(self, attribute: str) -> str:
         return f"{self._name}.{attribute}"
