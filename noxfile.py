@@ -45,10 +45,20 @@ PYTHONS = _installed_pythons()
 LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" else {}
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
-#: New packages run on the primary Python and this one other only, not on all (CI budget): the
-#: oldest supported Python is the one most likely to break where the primary does not; the ui
-#: (a browser, Ray Serve) runs on the newest.
-SECOND_PYTHON_OF_NEW_PACKAGES = {"telemetry-otel": SUPPORTED_PYTHONS[0], "ui": PYTHONS[-1]}
+#: Every plugin package runs on the primary Python and on one other only (CI budget), spread so
+#: that each secondary Python still loads some plugins: the oldest Python (most likely to break
+#: where the primary does not) takes Kafka and OpenTelemetry; the ui (a browser, Ray Serve) and
+#: GCS run on the newest.
+SECOND_PYTHON_OF_PACKAGE = {
+    "events-kafka": SUPPORTED_PYTHONS[0],
+    "telemetry-otel": SUPPORTED_PYTHONS[0],
+    "storage-s3": "3.12",
+    "storage-gcs": PYTHONS[-1],
+    "ui": PYTHONS[-1],
+}
+#: What core runs on a secondary Python: the workflow behaviour (the set every storage backend
+#: re-runs too), on the local executor; the whole core suite runs on the primary Python.
+SECONDARY_CORE_MARKS = "workflow and not slow"
 #: Debian's Chromium, which the ui package's browser tests drive through Playwright.
 CHROMIUM = "/usr/bin/chromium"
 
@@ -76,7 +86,9 @@ def _install(session: nox.Session, *folders: str) -> None:
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """Run one package's test folder on one Python, against real Ray and real services."""
-    second = SECOND_PYTHON_OF_NEW_PACKAGES.get(package)
+    second = SECOND_PYTHON_OF_PACKAGE.get(package)
+    if second not in (None, *PYTHONS):
+        second = PYTHONS[-1]
     if second is not None and session.python not in (PRIMARY_PYTHON, second):
         session.skip(f"{package} is tested on Python {PRIMARY_PYTHON} and {second} only (CI budget)")
     # Playwright drives Debian's Chromium; it must never download browsers of its own.
@@ -89,7 +101,7 @@ def tests(session: nox.Session, package: str) -> None:
         # on the local executor (tests that need Ray itself still start a real cluster).
         env["DURABLY_TEST_EXECUTORS"] = "local"
         # The browser tests (and the Ray Serve deployment) run once, on the primary Python.
-        marks = ["-m", "not browser and not serve"]
+        marks = ["-m", SECONDARY_CORE_MARKS if package == "core" else "not browser and not serve"]
     elif package == "ui":
         _ensure_chromium(session)
     session.run(
