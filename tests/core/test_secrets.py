@@ -39,3 +39,18 @@ def test_a_listener_without_a_hint_is_told_the_general_ways(tmp_path: Any) -> No
 
     with pytest.raises(ValueError, match="__init__ in a subclass, or read it from the environment"):
         workflow.wait_for_event(Plain, password="hunter2")
+
+
+class KeyedQueue(Webhook):
+    """A listener whose ``event_key`` names a queue: it declares the name public."""
+
+    public_arguments = ("event_key",)
+
+
+def test_a_name_the_listener_declares_public_is_accepted() -> None:
+    assert workflow.wait_for_event(KeyedQueue, event_key="orders") is not None
+
+
+def test_a_public_name_of_one_listener_is_still_refused_by_another() -> None:
+    with pytest.raises(ValueError, match="'event_key'"):
+        workflow.wait_for_event(Webhook, event_key="orders")

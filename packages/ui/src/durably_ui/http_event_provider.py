@@ -32,6 +32,9 @@ class HTTPListener(ExternalEvent):
     is received too: HTTP events and Python events share one queue per key.
     """
 
+    #: An event key names a queue, not a credential, though it ends in "key".
+    public_arguments = ("event_key",)
+
     async def poll_for_event(self, event_key: str | None = None) -> tuple[str, Any]:  # type: ignore[override]
         key = event_key if event_key is not None else current_event_step().step_id
         payload = await super().poll_for_event(key)

@@ -23,11 +23,13 @@ class EventListener:
     Configuration the listener needs that must not be stored (secrets) goes into a subclass's
     ``__init__`` or the environment, not into the arguments: ``wait_for_event`` refuses keyword
     arguments whose names look secret (password, token, secret, credential, ``sasl*``, ``*_key``),
-    pointing at :attr:`secret_hint`.
+    pointing at :attr:`secret_hint`, unless the listener lists the name in :attr:`public_arguments`.
     """
 
     #: Where this listener reads its secrets from, shown when a secret is passed as an argument.
     secret_hint: str = "give it to the listener's __init__ in a subclass, or read it from the environment"
+    #: Argument names that look secret but are not, for this listener (Ray's HTTP ``event_key``).
+    public_arguments: tuple[str, ...] = ()
 
     async def poll_for_event(self, *args: Any, **kwargs: Any) -> Any:
         """Wait for the event and return it; the value must be picklable."""

@@ -102,7 +102,7 @@ def looks_secret(name: str) -> bool:
 
 
 def _refuse_secret_arguments(listener: type[EventListener], kwargs: dict[str, Any]) -> None:
-    secret = sorted(name for name in kwargs if looks_secret(name))
+    secret = sorted(name for name in kwargs if looks_secret(name) and name not in listener.public_arguments)
     if secret:
         raise ValueError(
             f"wait_for_event({listener.__name__}, ...) got {', '.join(map(repr, secret))}, which look like "
