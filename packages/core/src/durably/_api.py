@@ -22,7 +22,7 @@ from durably._resolve import normalize_storage_url, open_executor, open_storage
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
-from durably.storage import KeyNotFound, Storage
+from durably.storage import Storage
 
 DEFAULT_STORAGE_ENV = "DURABLY_STORAGE"
 DEFAULT_STORAGE = os.path.join("~", ".durably", "storage")
@@ -181,10 +181,7 @@ def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | No
             "attempts": meta.get("attempts"),
         }
     meta = store.load_meta()
-    try:
-        status_record, _ = store.load_status()
-    except KeyNotFound:
-        status_record = {}
+    status_record = store.load_status_meta() or {}
     stats = {"created_at": meta.get("created_at"), "start_time": status_record.get("started_at")}
     if "ended_at" in status_record:
         stats["end_time"] = status_record["ended_at"]

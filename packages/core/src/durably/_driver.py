@@ -20,16 +20,12 @@ from durably._plugins import hook
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
-from durably.storage import KeyNotFound
 
 
 def check_resumable(store: WorkflowStore) -> None:
     """Refuse to drive a workflow that was cancelled."""
-    try:
-        status, _ = store.load_status()
-    except KeyNotFound:
-        return
-    if status.get("status") == WorkflowStatus.CANCELED:
+    status = store.load_status_meta()
+    if status is not None and status.get("status") == WorkflowStatus.CANCELED:
         raise WorkflowNotResumableError(
             store.workflow_id, "it was cancelled; delete it with workflow.delete() to run it again"
         )
@@ -81,7 +77,9 @@ def drive(
             error = WorkflowExecutionError(workflow_id, None, unexpected)
             _finish(store, WorkflowStatus.FAILED, started, error)
             raise error from unexpected
-        store.save_result_pointer(output_step)
+        if not store.save_result_pointer(output_step):
+            # Another driver recorded the result first: every caller gets that one.
+            _, value = stored_result(store)
         _finish(store, WorkflowStatus.SUCCESSFUL, started, None)
         return value
     finally:

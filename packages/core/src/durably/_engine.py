@@ -19,7 +19,7 @@ from typing import Any
 from durably._graph import Graph, StepSpec
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
-from durably._store import StoredOutput, WorkflowStore
+from durably._store import StoredOutput, WorkflowStore, loadable_error
 from durably.executors import Executor
 
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
@@ -303,6 +303,8 @@ class WorkflowEngine:
         for target, catcher in list(self.catchers.items()):
             if catcher == owner:
                 del self.catchers[target]
+        if error is not None:
+            error = loadable_error(self.store.workflow_id, owner, error)
         result = (value, None) if error is None else (None, error)
         self.store.save_step_output(owner, result, {"name": node.spec.name, "caught": error is not None})
         self._mark_done(node, StoredOutput(owner))
@@ -352,5 +354,7 @@ class WorkflowEngine:
     def _value_of(self, node: _Node) -> Any:
         value = self._load(node)
         if not isinstance(node.value, StoredOutput) and not node.spec.options.checkpoint:
-            self.store.save_step_output(node.spec.step_id, value, {"name": node.spec.name})
+            step_id = node.spec.step_id
+            if not self.store.save_step_output(step_id, value, {"name": node.spec.name}):
+                value = self.store.load_step_output(step_id)  # another driver recorded it first
         return value

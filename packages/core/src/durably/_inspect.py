@@ -45,9 +45,8 @@ def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
 
 
 def status_of(store: WorkflowStore) -> WorkflowStatus:
-    try:
-        record, _ = store.load_status()
-    except KeyNotFound:
+    record = store.load_status_meta()
+    if record is None:
         if not store.exists():
             raise WorkflowNotFoundError(store.workflow_id) from None
         return (
@@ -62,9 +61,14 @@ def status_of(store: WorkflowStore) -> WorkflowStatus:
 
 
 def failure_of(store: WorkflowStore) -> BaseException:
-    record, error = store.load_status()
-    if isinstance(error, BaseException):
+    """The exception of a failed run; a ``WorkflowExecutionError`` with its text when it cannot be loaded."""
+    try:
+        error = store.load_failure()
+    except Exception:  # its class is missing or broken in this process: the text still tells
+        error = None
+    if error is not None:
         return error
+    record = store.load_status_meta() or {}
     return WorkflowExecutionError(
         store.workflow_id, record.get("failed_step"), record.get("error", "unknown error")
     )

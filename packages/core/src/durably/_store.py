@@ -6,11 +6,12 @@ store with ``open_workflow_store(url, id)``.
 
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
-workflows/<id>/meta                         user metadata and creation time (created once)
+workflows/<id>/meta                         user metadata and creation time (created once; plain JSON)
 workflows/<id>/graph                        the step table of the top-level graph
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
 workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
-workflows/<id>/status                       status, times, the error of a failed run
+workflows/<id>/status                       status, times, the error of a failed run as text (plain JSON)
+workflows/<id>/failure                      the exception of a failed run, pickled (get_output/resume only)
 workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
                                             the output has out-of-band buffers: meta "buffers")
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph
@@ -24,23 +25,77 @@ workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a
 workflows/<id>/claims/<key>/<n>             which wait_for_event step received that event
 workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
 ```
+
+``meta`` and ``status`` are management records: plain JSON written by ``encode_plain_record``,
+so listing and inspecting workflows never unpickles user objects (records written before this
+were framed ``_codec`` records; ``decode_plain_record`` still reads them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 from durably import _codec
 from durably._codec import RecordKind
-from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
+from durably._errors import (
+    CheckpointCorruptedError,
+    WorkflowError,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+)
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
 from durably.storage import KeyNotFound, Storage
+
+
+def encode_plain_record(fields: dict[str, Any]) -> bytes:
+    """The bytes of a management record (``meta``, ``status``): one JSON object, nothing pickled."""
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def decode_plain_record(key: str, data: bytes) -> dict[str, Any]:
+    """The fields of a management record; a framed record of an older version still reads."""
+    if data[: len(_codec.MAGIC)] == _codec.MAGIC:
+        return _codec.decode_record(key, data)[1]  # its pickled payload, if any, is not loaded
+    try:
+        fields = json.loads(data)
+    except ValueError as exc:
+        raise CheckpointCorruptedError(key, f"it is not JSON: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise CheckpointCorruptedError(key, f"a JSON {type(fields).__name__} where an object was expected")
+    return fields
+
+
+def error_text(error: BaseException) -> dict[str, str]:
+    """A failure as plain text: the step's own error (the cause a workflow error wraps) and its traceback."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return {
+        "error": f"{type(error).__name__}: {error}",
+        "error_type": type(cause).__name__,
+        "error_message": str(cause),
+        "traceback": "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+    }
+
+
+def loadable_error(workflow_id: str, step_id: str, error: BaseException) -> BaseException:
+    """``error``, or a ``WorkflowExecutionError`` with its text when it would not load back once stored.
+
+    A caught exception becomes part of a step's output; one whose class cannot be rebuilt (extra
+    ``__init__`` arguments, say) would make that checkpoint unloadable, so it is found out here,
+    when it is written, and never on resume.
+    """
+    try:
+        _codec.loads(_codec.dumps(error))
+    except Exception:
+        return WorkflowExecutionError(workflow_id, step_id, f"{type(error).__name__}: {error}")
+    return error
 
 
 class StoredOutput:
@@ -116,7 +171,7 @@ class WorkflowStore:
         )
         created = self.storage.put_if_absent(self.key("graph"), graph_record)
         meta = {"user_metadata": metadata, "created_at": time.time(), "output": graph.output}
-        self.storage.put_if_absent(self.key("meta"), _codec.encode_record(RecordKind.META, meta))
+        self.storage.put_if_absent(self.key("meta"), encode_plain_record(meta))
         self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
         return created
 
@@ -124,11 +179,11 @@ class WorkflowStore:
         return self.storage.exists(self.key("meta"))
 
     def load_meta(self) -> dict[str, Any]:
+        key = self.key("meta")
         try:
-            meta, _ = self._read(self.key("meta"), RecordKind.META)
+            return decode_plain_record(key, self.storage.get(key))
         except KeyNotFound:
             raise WorkflowNotFoundError(self.workflow_id) from None
-        return meta
 
     def load_graph(self) -> Graph:
         try:
@@ -149,22 +204,42 @@ class WorkflowStore:
 
     # -- status -------------------------------------------------------------------------------
     def save_status(self, status: str, **details: Any) -> None:
+        """Record the workflow's status; a failure as text, and its exception (pickled) beside it."""
         error = details.pop("error", None)
-        meta = {"status": status, "updated_at": time.time(), **details}
-        payload = b""
+        fields = {"status": status, "updated_at": time.time(), **details}
         if error is not None:
-            meta["error"] = f"{type(error).__name__}: {error}"
+            fields.update(error_text(error))
             try:
                 payload = _codec.dumps(error)
             except Exception:
-                payload = _codec.dumps(RuntimeError(meta["error"]))
-        self.storage.put(self.key("status"), _codec.encode_record(RecordKind.STATUS, meta, payload))
+                payload = _codec.dumps(RuntimeError(fields["error"]))
+            self.storage.put(self.key("failure"), _codec.encode_record(RecordKind.FAILURE, {}, payload))
+        self.storage.put(self.key("status"), encode_plain_record(fields))
 
-    def load_status(self) -> tuple[dict[str, Any], BaseException | None]:
-        """The status record and the stored error, if any; raises KeyNotFound when there is none."""
-        meta, payload = self._read(self.key("status"), RecordKind.STATUS)
-        error = _codec.loads(payload) if len(payload) else None
-        return meta, error
+    def load_status_meta(self) -> dict[str, Any] | None:
+        """The status record's plain data, or None when there is none; never unpickles anything."""
+        key = self.key("status")
+        try:
+            return decode_plain_record(key, self.storage.get(key))
+        except KeyNotFound:
+            return None
+
+    def load_failure(self) -> BaseException | None:
+        """The exception of the failed run (unpickled: only get_output/resume ask), or None if none is stored.
+
+        Raises when it cannot be loaded in this process; the status record has its text.
+        """
+        try:
+            _, payload = self._read(self.key("failure"), RecordKind.FAILURE)
+        except KeyNotFound:
+            try:  # a status record of an older version held the exception as its payload
+                _, payload = self._read(self.key("status"), RecordKind.STATUS)
+            except (KeyNotFound, CheckpointCorruptedError):
+                return None
+        if not len(payload):
+            return None
+        error = self._unpickle(self.key("failure"), payload)
+        return error if isinstance(error, BaseException) else None
 
     # -- steps --------------------------------------------------------------------------------
     def _store_object_refs(self, obj: Any) -> Any:
@@ -184,13 +259,20 @@ class WorkflowStore:
         _, _, payload = _codec.decode_record(key, self.storage.get(key))
         return decode_object(payload)
 
-    def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> None:
+    def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> bool:
+        """Record a finished step's output once; False when one was already recorded (it stays)."""
         # Out-of-band buffers (numpy arrays...) go into the record as views: copied once, by the join.
         parts, buffers = _codec.dumps_framed(value, self._store_object_refs)
         if buffers:
             meta = {**meta, "buffers": buffers}
         record = _codec.encode_record_from_parts(RecordKind.STEP, meta, parts)
-        self.storage.put(self.key("steps", step_id), record)
+        return self.storage.put_if_absent(self.key("steps", step_id), record)
+
+    def has_step_output(self, step_id: str) -> bool:
+        return self.storage.exists(self.key("steps", step_id))
+
+    def has_continuation(self, step_id: str) -> bool:
+        return self.storage.exists(self.key("continuations", step_id))
 
     def load_step_output(self, step_id: str) -> Any:
         key = self.key("steps", step_id)
@@ -218,11 +300,12 @@ class WorkflowStore:
                 continue
         raise KeyNotFound(self.key("steps", step_id))
 
-    def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> None:
+    def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> bool:
+        """Record the sub-graph a step returned, once; False when one was already recorded (it stays)."""
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
-        self.storage.put(
+        return self.storage.put_if_absent(
             self.key("continuations", step_id), _codec.encode_record(RecordKind.CONTINUATION, meta, payload)
         )
 
@@ -250,8 +333,10 @@ class WorkflowStore:
             return None
 
     # -- result -------------------------------------------------------------------------------
-    def save_result_pointer(self, step_id: str) -> None:
-        self.storage.put(self.key("result"), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))
+    def save_result_pointer(self, step_id: str) -> bool:
+        """Record which step holds the workflow's output, once; False when a result was already recorded."""
+        record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
+        return self.storage.put_if_absent(self.key("result"), record)
 
     def result_step_id(self) -> str | None:
         try:

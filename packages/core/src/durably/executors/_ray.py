@@ -14,6 +14,18 @@ from durably._runner import execute_step
 from durably.events._hosts import events_actor
 
 
+def _attempt_number() -> int:
+    """Which attempt of the current Ray task this is (0 the first); Ray has no public API for it."""
+    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
+    attempt = getattr(core_worker, "get_current_task_attempt_number", None)
+    return int(attempt()) if attempt is not None else 1  # unknown: look for a checkpoint anyway
+
+
+def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
+    """``execute_step`` in a Ray task; a task Ray retries (its worker died) looks for its checkpoint first."""
+    return execute_step(task, *inputs, retried=_attempt_number() > 0)
+
+
 class RayExecutor:
     """Submits ``execute_step`` as a two-result Ray task with the step's Ray options."""
 
@@ -21,7 +33,7 @@ class RayExecutor:
     has_cluster_host = True
 
     def __init__(self) -> None:
-        self._remote = ray.remote(num_returns=2)(execute_step)
+        self._remote = ray.remote(num_returns=2)(execute_ray_step)
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
