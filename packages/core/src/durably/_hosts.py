@@ -17,13 +17,29 @@ from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
 from durably._resolve import open_executor
 from durably._status import WorkflowStatus
-from durably._store import open_workflow_store
+from durably._lease import lease_is_live
+from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
 #: Results of workflows started by drivers that never asked for them are kept this long (count).
 KEEP_UNCLAIMED_RESULTS = 10_000
+
+
+def _may_queue(store: WorkflowStore) -> bool:
+    """Whether marking the workflow PENDING tells the truth: it is new, queued, or left by a dead driver.
+
+    A finished (SUCCESSFUL, FAILED, CANCELED) workflow keeps its status, and so does one another
+    driver is running: queueing must never revive or hide either.
+    """
+    record = store.load_status_meta()
+    if record is None:
+        return store.result_step_id() is None
+    status = record.get("status")
+    if status == WorkflowStatus.PENDING:
+        return True
+    return status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.lease_key)
 
 
 class Admission:
@@ -57,7 +73,7 @@ class Admission:
             self._next_ticket += 1
         if must_wait:
             store = open_workflow_store(storage_url, workflow_id)
-            if store.result_step_id() is None:
+            if _may_queue(store):
                 store.save_status(WorkflowStatus.PENDING, queued_at=time.time())
         return ticket
 
