@@ -41,7 +41,7 @@ def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
     step_id = store.result_step_id()
     if step_id is None:
         return False, None
-    return True, store.load_step_output(step_id)
+    return True, store.load_recorded_output(step_id, recorded_by="result")
 
 
 def status_of(store: WorkflowStore) -> WorkflowStatus:

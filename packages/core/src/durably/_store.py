@@ -282,6 +282,20 @@ class WorkflowStore:
             payload, buffers = _codec.unframe(payload)
         return self._unpickle(key, payload, self._restore_object_refs, buffers)
 
+    def load_recorded_output(self, step_id: str, recorded_by: str) -> Any:
+        """The output of a step that another record (``recorded_by``) says was stored.
+
+        Its absence is damage (a lost write), so it is a ``CheckpointCorruptedError`` naming the
+        missing key, never a ``KeyNotFound`` that reads like "not finished yet".
+        """
+        try:
+            return self.load_step_output(step_id)
+        except KeyNotFound:
+            key = self.key("steps", step_id)
+            raise CheckpointCorruptedError(
+                key, f"the workflow's {recorded_by} record says it was stored, but it is missing"
+            ) from None
+
     def save_argument_objects(self, graph: Graph) -> None:
         """Store the values of ObjectRef arguments, so the stored graph names them by content hash."""
         for spec in graph.steps:
