@@ -58,6 +58,11 @@ def init(
             or value < (1 if name == "max_running_workflows" else 0)
         ):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
+    if storage is not None and not str(storage).strip():
+        raise ValueError(
+            "storage must not be empty; pass a path or URL (file://, memory://, s3://...), "
+            "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
+        )
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
     )
