@@ -21,7 +21,7 @@ class Tally:
 
 
 class _Stalls(ActorStore):
-    """The stalled writer's view of the storage: while it stalls (before or after its first write), others go on."""
+    """The stalled writer's storage: while it stalls (before or after its first write), others go on."""
 
     def __init__(self, store: ActorStore, others: ActorCore, target: Target, calls: int, after: bool) -> None:
         super().__init__(store.storage, store.actor_id)

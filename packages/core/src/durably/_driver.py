@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
 from durably._errors import (
     WorkflowCancellationError,
+    WorkflowError,
     WorkflowExecutionError,
     WorkflowNotResumableError,
     WorkflowRunningError,
@@ -20,6 +22,7 @@ from durably._plugins import hook
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
+from durably.storage import StorageError
 
 
 def check_resumable(store: WorkflowStore) -> None:
@@ -71,6 +74,13 @@ def drive(
             raise cancelled from None
         except LeaseLost:
             raise WorkflowRunningError(workflow_id, "another driver took it over") from None
+        except StorageError as lasting:
+            # Storage kept failing past the retries: nothing is wrong with the workflow, so it is
+            # not marked FAILED (and no step is blamed); once the lease is gone it is RESUMABLE.
+            raise WorkflowError(
+                f"workflow {workflow_id!r} stopped because its storage kept failing ({lasting}); "
+                f"it is resumable: call workflow.resume({workflow_id!r}) once the storage works"
+            ) from lasting
         except (KeyboardInterrupt, SystemExit):
             raise  # the driver was stopped, not the workflow: it stays RESUMABLE
         except BaseException as unexpected:
@@ -83,7 +93,9 @@ def drive(
         _finish(store, WorkflowStatus.SUCCESSFUL, started, None)
         return value
     finally:
-        lease.release()
+        # If storage fails here too, the lease runs out by itself and the workflow becomes RESUMABLE.
+        with contextlib.suppress(StorageError):
+            lease.release()
 
 
 def _finish(

@@ -21,6 +21,7 @@ from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
 from durably._store import StoredOutput, WorkflowStore, loadable_error
 from durably.executors import Executor
+from durably.storage import StorageError
 
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
 WAIT_WINDOW = 64
@@ -275,6 +276,8 @@ class WorkflowEngine:
                 upstream.value = StoredOutput(dependency)
 
     def _on_failure(self, step_id: str, error: BaseException) -> None:
+        if isinstance(error, StorageError):
+            raise error  # the checkpoint could not be written (after retries): not the step's fault
         if isinstance(error, StepFailure):
             failed_step, cause = error.step_id, error.error
         else:

@@ -15,9 +15,9 @@ from typing import Any
 from durably._driver import drive
 from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
+from durably._lease import lease_is_live
 from durably._resolve import open_executor
 from durably._status import WorkflowStatus
-from durably._lease import lease_is_live
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
 

@@ -33,6 +33,7 @@ were framed ``_codec`` records; ``decode_plain_record`` still reads them).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import pickle
@@ -52,7 +53,17 @@ from durably._errors import (
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
-from durably.storage import KeyNotFound, Storage
+from durably.storage import KeyNotFound, Storage, TransientStorageError, retry_transient
+
+#: errno values of a write that may pass when tried again (a full or flaky disk, an interrupted call).
+_TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EAGAIN, errno.EINTR, errno.EDQUOT})
+
+
+def is_transient_write_error(error: BaseException) -> bool:
+    """Whether a failed checkpoint write is worth trying again (a lasting failure is raised at once)."""
+    if isinstance(error, TransientStorageError):
+        return True
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
 
 
 def encode_plain_record(fields: dict[str, Any]) -> bytes:
@@ -135,6 +146,20 @@ class WorkflowStore:
         return self.key("lease")
 
     # -- record helpers -----------------------------------------------------------------------
+    def _put(self, key: str, data: bytes) -> None:
+        """Write a checkpoint, retrying transient storage errors (bounded, with backoff)."""
+        retry_transient(lambda: self.storage.put(key, data), is_transient=is_transient_write_error)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        """Create a checkpoint once, retrying transient errors; False when it already existed.
+
+        A retried create whose first answer was lost finds its own record: False, and the caller
+        uses the stored value, which is the same.
+        """
+        return retry_transient(
+            lambda: self.storage.put_if_absent(key, data), is_transient=is_transient_write_error
+        )
+
     def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
         data = self.storage.get(key)
         found_kind, meta, payload = _codec.decode_record(key, data)
@@ -194,9 +219,7 @@ class WorkflowStore:
 
     def save_functions(self, functions: dict[str, bytes]) -> None:
         for func_key, data in functions.items():
-            self.storage.put_if_absent(
-                self.key("functions", func_key), _codec.encode_record(RecordKind.FUNCTION, {}, data)
-            )
+            self._create(self.key("functions", func_key), _codec.encode_record(RecordKind.FUNCTION, {}, data))
 
     def load_function(self, func_key: str) -> Any:
         _, func = self._read_value(self.key("functions", func_key), RecordKind.FUNCTION)
@@ -213,8 +236,8 @@ class WorkflowStore:
                 payload = _codec.dumps(error)
             except Exception:
                 payload = _codec.dumps(RuntimeError(fields["error"]))
-            self.storage.put(self.key("failure"), _codec.encode_record(RecordKind.FAILURE, {}, payload))
-        self.storage.put(self.key("status"), encode_plain_record(fields))
+            self._put(self.key("failure"), _codec.encode_record(RecordKind.FAILURE, {}, payload))
+        self._put(self.key("status"), encode_plain_record(fields))
 
     def load_status_meta(self) -> dict[str, Any] | None:
         """The status record's plain data, or None when there is none; never unpickles anything."""
@@ -266,7 +289,7 @@ class WorkflowStore:
         if buffers:
             meta = {**meta, "buffers": buffers}
         record = _codec.encode_record_from_parts(RecordKind.STEP, meta, parts)
-        return self.storage.put_if_absent(self.key("steps", step_id), record)
+        return self._create(self.key("steps", step_id), record)
 
     def has_step_output(self, step_id: str) -> bool:
         return self.storage.exists(self.key("steps", step_id))
@@ -319,7 +342,7 @@ class WorkflowStore:
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
-        return self.storage.put_if_absent(
+        return self._create(
             self.key("continuations", step_id), _codec.encode_record(RecordKind.CONTINUATION, meta, payload)
         )
 
@@ -336,9 +359,7 @@ class WorkflowStore:
         return set(self._listed_ids("steps")), set(self._listed_ids("continuations"))
 
     def save_step_name(self, name: str, step_id: str) -> None:
-        self.storage.put(
-            self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
-        )
+        self._put(self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))
 
     def step_id_for_name(self, name: str) -> str | None:
         try:
@@ -350,7 +371,7 @@ class WorkflowStore:
     def save_result_pointer(self, step_id: str) -> bool:
         """Record which step holds the workflow's output, once; False when a result was already recorded."""
         record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
-        return self.storage.put_if_absent(self.key("result"), record)
+        return self._create(self.key("result"), record)
 
     def result_step_id(self) -> str | None:
         try:
@@ -362,7 +383,7 @@ class WorkflowStore:
     def save_tail(self, parent_step_id: str, step_id: str) -> None:
         """Remember a step on the output's continuation chain (and the step whose graph holds it)."""
         meta = {"parent": parent_step_id, "step_id": step_id}
-        self.storage.put(self.key("tail"), _codec.encode_record(RecordKind.POINTER, meta))
+        self._put(self.key("tail"), _codec.encode_record(RecordKind.POINTER, meta))
 
     def load_tail(self) -> tuple[str, str] | None:
         try:
@@ -384,7 +405,7 @@ class WorkflowStore:
     # -- events -------------------------------------------------------------------------------
     def save_pending_event(self, step_id: str, event: Any) -> None:
         record = _codec.encode_record(RecordKind.EVENT, {}, _codec.dumps(event))
-        self.storage.put(self.key("events", step_id), record)
+        self._put(self.key("events", step_id), record)
 
     def load_pending_event(self, step_id: str) -> tuple[bool, Any]:
         """(True, event) if the step received an event that may be unacknowledged, else (False, None)."""
@@ -429,7 +450,7 @@ class WorkflowStore:
 
     def save_receiving(self, step_id: str, key: str, number: int) -> None:
         record = _codec.encode_record(RecordKind.POINTER, {"key": key, "number": number})
-        self.storage.put(self.key("receivers", step_id), record)
+        self._put(self.key("receivers", step_id), record)
 
     def load_receiving(self, step_id: str, key: str) -> int | None:
         """The message number the step was taking under ``key`` when it last ran, if any."""
