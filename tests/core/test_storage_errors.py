@@ -1,4 +1,4 @@
-"""A checkpoint write that fails transiently is retried; one that keeps failing leaves the workflow resumable."""
+"""A checkpoint write failing transiently is retried; one failing for good leaves the workflow resumable."""
 
 from __future__ import annotations
 
