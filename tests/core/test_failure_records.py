@@ -57,7 +57,8 @@ def test_get_output_reports_an_exception_it_cannot_load_by_its_text(local: None)
 def test_the_status_record_is_json_with_the_error_type_message_and_traceback(local: None) -> None:
     _fail("picky")
     store = workflow_store("picky")
-    record = json.loads(store.storage.get(store.key("status")))
+    (status_key,) = store.storage.list(store.key("statuses"))
+    record = json.loads(store.storage.get(status_key))
     assert record["status"] == "FAILED"
     assert (record["error_type"], record["error_message"]) == ("Picky", "code 7: no disk")
     assert "fails_picky" in record["traceback"]
@@ -78,6 +79,7 @@ def test_a_status_record_of_the_old_pickled_format_still_reads(local: None) -> N
         store.key("status"), _codec.encode_record(RecordKind.STATUS, meta, _codec.dumps(old_error))
     )
     store.storage.delete_prefix(store.key("failure"))
+    store.storage.delete_prefix(store.key("statuses"))
     assert workflow.get_status("old") == workflow.WorkflowStatus.FAILED
     with pytest.raises(WorkflowExecutionError, match="from before"):
         workflow.get_output("old")

@@ -175,7 +175,7 @@ def test_queueing_keeps_the_status_of_a_stopped_workflow(storage_url: str, final
     workflow.init(storage=storage_url, executor="local")
     store = workflow_store("done")
     store.create(flatten(constant.step("x")), {})
-    store.save_status(final, ended_at=time.time())
+    store.save_status(final, epoch=0, ended_at=time.time())
     _queue_behind_a_running_workflow(storage_url, "done")
     assert workflow.get_status("done") == final
 
@@ -187,7 +187,8 @@ def test_queueing_keeps_running_a_workflow_another_driver_holds(storage_url: str
     lease = Lease(store.storage, store.lease_key, "held")
     lease.acquire()
     try:
-        store.save_status(workflow.WorkflowStatus.RUNNING, started_at=time.time())
+        assert lease.number is not None
+        store.save_status(workflow.WorkflowStatus.RUNNING, epoch=lease.number, started_at=time.time())
         _queue_behind_a_running_workflow(storage_url, "held")
         assert workflow.get_status("held") == workflow.WorkflowStatus.RUNNING
     finally:

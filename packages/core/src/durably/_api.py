@@ -17,7 +17,7 @@ from durably._inspect import (
     step_name,
     workflow_store,
 )
-from durably._lease import lease_is_live
+from durably._lease import current_epoch, lease_is_live
 from durably._resolve import normalize_storage_url, open_executor, open_storage
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
@@ -232,7 +232,8 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
         return
     store.request_cancel()
     if status != WorkflowStatus.RUNNING:
-        store.save_status(WorkflowStatus.CANCELED, ended_at=time.time())
+        epoch = current_epoch(store.storage, store.lease_key)
+        store.save_status(WorkflowStatus.CANCELED, epoch=epoch, ended_at=time.time())
         store.clear_cancel()
         return
     cfg.host.cancel(cfg.storage_url, workflow_id)

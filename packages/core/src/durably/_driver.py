@@ -56,7 +56,9 @@ def drive(
         if graph is None:
             graph = store.load_graph()
         started = time.time()
-        store.save_status(WorkflowStatus.RUNNING, started_at=started)
+        assert lease.number is not None
+        epoch = lease.number
+        store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
         engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
@@ -65,12 +67,12 @@ def drive(
         except UncaughtStepFailure as failure:
             error = WorkflowExecutionError(workflow_id, failure.step_id, failure.error)
             error.__cause__ = failure.error
-            _finish(store, WorkflowStatus.FAILED, started, error, failure.step_id)
+            _finish(store, epoch, WorkflowStatus.FAILED, started, error, failure.step_id)
             raise error from failure.error
         except Cancelled:
             store.clear_cancel()
             cancelled = WorkflowCancellationError(workflow_id)
-            _finish(store, WorkflowStatus.CANCELED, started, cancelled)
+            _finish(store, epoch, WorkflowStatus.CANCELED, started, cancelled)
             raise cancelled from None
         except LeaseLost:
             raise WorkflowRunningError(workflow_id, "another driver took it over") from None
@@ -85,12 +87,12 @@ def drive(
             raise  # the driver was stopped, not the workflow: it stays RESUMABLE
         except BaseException as unexpected:
             error = WorkflowExecutionError(workflow_id, None, unexpected)
-            _finish(store, WorkflowStatus.FAILED, started, error)
+            _finish(store, epoch, WorkflowStatus.FAILED, started, error)
             raise error from unexpected
         if not store.save_result_pointer(output_step):
             # Another driver recorded the result first: every caller gets that one.
             _, value = stored_result(store)
-        _finish(store, WorkflowStatus.SUCCESSFUL, started, None)
+        _finish(store, epoch, WorkflowStatus.SUCCESSFUL, started, None)
         return value
     finally:
         # If storage fails here too, the lease runs out by itself and the workflow becomes RESUMABLE.
@@ -100,6 +102,7 @@ def drive(
 
 def _finish(
     store: WorkflowStore,
+    epoch: int,
     status: WorkflowStatus,
     started: float,
     error: BaseException | None,
@@ -108,5 +111,5 @@ def _finish(
     details: dict[str, Any] = {"started_at": started, "ended_at": time.time()}
     if step_id is not None:
         details["failed_step"] = step_id
-    store.save_status(status, error=error, **details)
+    store.save_status(status, epoch=epoch, error=error, **details)
     hook().durably_workflow_finished(workflow_id=store.workflow_id, status=status.value, error=error)

@@ -10,7 +10,9 @@ workflows/<id>/meta                         user metadata and creation time (cre
 workflows/<id>/graph                        the step table of the top-level graph
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
 workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
-workflows/<id>/status                       status, times, the error of a failed run as text (plain JSON)
+workflows/<id>/statuses/<epoch>             status, times, the error of a failed run as text (plain JSON),
+                                            under the writer's lease epoch: the newest epoch's counts
+workflows/<id>/status                       the status record of versions before epochs (still read)
 workflows/<id>/failure                      the exception of a failed run, pickled (get_output/resume only)
 workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
                                             the output has out-of-band buffers: meta "buffers")
@@ -26,7 +28,7 @@ workflows/<id>/claims/<key>/<n>             which wait_for_event step received t
 workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
 ```
 
-``meta`` and ``status`` are management records: plain JSON written by ``encode_plain_record``,
+``meta`` and ``statuses`` are management records: plain JSON written by ``encode_plain_record``,
 so listing and inspecting workflows never unpickles user objects (records written before this
 were framed ``_codec`` records; ``decode_plain_record`` still reads them).
 """
@@ -226,10 +228,14 @@ class WorkflowStore:
         return func
 
     # -- status -------------------------------------------------------------------------------
-    def save_status(self, status: str, **details: Any) -> None:
-        """Record the workflow's status; a failure as text, and its exception (pickled) beside it."""
+    def save_status(self, status: str, *, epoch: int, **details: Any) -> None:
+        """Record the workflow's status under the lease epoch of its writer; the newest epoch's is read.
+
+        A driver that lost its lease writes under its old epoch, so it cannot hide the status of
+        the driver that took over. A failure is stored as text, its exception (pickled) beside it.
+        """
         error = details.pop("error", None)
-        fields = {"status": status, "updated_at": time.time(), **details}
+        fields = {"status": status, "updated_at": time.time(), "epoch": epoch, **details}
         if error is not None:
             fields.update(error_text(error))
             try:
@@ -237,14 +243,20 @@ class WorkflowStore:
             except Exception:
                 payload = _codec.dumps(RuntimeError(fields["error"]))
             self._put(self.key("failure"), _codec.encode_record(RecordKind.FAILURE, {}, payload))
-        self._put(self.key("status"), encode_plain_record(fields))
+        self._put(self.key("statuses", f"{epoch:010d}"), encode_plain_record(fields))
+        for older in self._listed_ids("statuses"):
+            if older < f"{epoch:010d}":
+                self.storage.delete_prefix(self.key("statuses", older))
 
     def load_status_meta(self) -> dict[str, Any] | None:
-        """The status record's plain data, or None when there is none; never unpickles anything."""
-        key = self.key("status")
+        """The newest epoch's status record as plain data, or None when there is none; never unpickles."""
+        epochs = list(self._listed_ids("statuses"))
+        key = self.key("statuses", epochs[-1]) if epochs else self.key("status")  # "status": before epochs
         try:
             return decode_plain_record(key, self.storage.get(key))
         except KeyNotFound:
+            if epochs:  # deleted by a newer writer while we listed
+                return self.load_status_meta()
             return None
 
     def load_failure(self) -> BaseException | None:
