@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from durably import _lease
+from durably import _lease, workflow
+from durably._errors import WorkflowError
+from durably._graph import flatten
+from durably._inspect import workflow_store
 from durably._lease import Lease, identity, lease_is_live
 from durably._store import WorkflowStore
 from durably.storage import FileStorage, TransientStorageError
 
 PREFIX = "workflows/wf/lease"
+
+
+@workflow.step
+def noop() -> None:
+    return None
+
+
 WAIT = 60.0
 
 
@@ -113,3 +125,18 @@ def test_a_status_written_under_an_older_epoch_does_not_replace_the_newer(tmp_pa
     store.save_status("SUCCESSFUL", epoch=2)
     store.save_status("RUNNING", epoch=1)  # a driver that lost its lease, waking up
     assert (store.load_status_meta() or {})["status"] == "SUCCESSFUL"
+
+
+def test_get_output_without_timeout_does_not_wait_for_a_workflow_queued_by_a_dead_process(
+    tmp_path: Path,
+) -> None:
+    workflow.init(storage=str(tmp_path / "wfs"), executor="local")
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    queued_by = {**identity(), "pid": int(exited.stdout)}
+    store = workflow_store("orphan")
+    store.create(flatten(noop.step()), {})
+    store.save_status("PENDING", epoch=0, queued_at=time.time(), queued_by=queued_by)
+    with pytest.raises(WorkflowError, match="resume"):
+        workflow.get_output("orphan")

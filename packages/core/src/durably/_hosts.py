@@ -15,7 +15,7 @@ from typing import Any
 from durably._driver import drive
 from durably._errors import WorkflowQueueFullError
 from durably._graph import Graph
-from durably._lease import current_epoch, lease_is_live
+from durably._lease import current_epoch, identity, lease_is_live
 from durably._resolve import open_executor
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
@@ -75,7 +75,10 @@ class Admission:
             store = open_workflow_store(storage_url, workflow_id)
             if _may_queue(store):
                 epoch = current_epoch(store.storage, store.lease_key)
-                store.save_status(WorkflowStatus.PENDING, epoch=epoch, queued_at=time.time())
+                # Who queued it: if that process is gone, nobody will run it (status_of: RESUMABLE).
+                store.save_status(
+                    WorkflowStatus.PENDING, epoch=epoch, queued_at=time.time(), queued_by=identity()
+                )
         return ticket
 
     def enter(self, ticket: int) -> None:

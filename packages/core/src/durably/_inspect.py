@@ -17,7 +17,7 @@ from durably._errors import (
     WorkflowNotFoundError,
 )
 from durably._ids import validate_workflow_id
-from durably._lease import lease_is_live
+from durably._lease import lease_is_live, process_is_gone
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.storage import KeyNotFound
@@ -60,6 +60,12 @@ def status_of(store: WorkflowStore) -> WorkflowStatus:
     return status
 
 
+def orphaned_pending(store: WorkflowStore) -> bool:
+    """Whether the workflow is PENDING in the queue of a process that has exited (nobody will start it)."""
+    record = store.load_status_meta() or {}
+    return record.get("status") == WorkflowStatus.PENDING and process_is_gone(record.get("queued_by") or {})
+
+
 def failure_of(store: WorkflowStore) -> BaseException:
     """The exception of a failed run; a ``WorkflowExecutionError`` with its text when it cannot be loaded."""
     try:
@@ -96,7 +102,9 @@ def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> 
             raise failure_of(store)
         if status == WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(workflow_id)
-        if status == WorkflowStatus.RESUMABLE:
+        if status == WorkflowStatus.RESUMABLE or (
+            status == WorkflowStatus.PENDING and orphaned_pending(store)
+        ):
             raise WorkflowError(
                 f"workflow {workflow_id!r} is not finished and nothing is running it; "
                 f"call workflow.resume({workflow_id!r}) to continue it"

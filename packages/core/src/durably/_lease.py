@@ -116,6 +116,14 @@ def _shares_process_table(record: dict[str, Any], mine: dict[str, Any]) -> bool:
     return all(record.get(name) == mine[name] for name in ("host", "boot_id", "pid_ns"))
 
 
+def process_is_gone(holder: dict[str, Any]) -> bool:
+    """Whether the process an ``identity()`` describes has certainly exited (False when unknowable here)."""
+    if not _shares_process_table(holder, identity()):
+        return False
+    process = _process(int(holder.get("pid", -1)))
+    return process is None or process[0] != holder.get("pid_start", process[0])
+
+
 class _Observer:
     """What this process saw of each lease record, and when by its own monotonic clock."""
 
@@ -144,12 +152,11 @@ def judge(storage: Any, key: str, record: dict[str, Any]) -> str:
     """ALIVE, DEAD, or UNKNOWN (not changed while watched, but not yet for a full period)."""
     if record.get("released"):
         return DEAD
-    mine = identity()
-    if _shares_process_table(record, mine):
-        process = _process(int(record.get("pid", -1)))
-        if process is None or process[0] != record.get("pid_start", process[0]):
+    if _shares_process_table(record, identity()):
+        if process_is_gone(record):
             return DEAD
-        if process[1] not in ("T", "t", "Z", "X"):  # running or sleeping, not stopped
+        process = _process(int(record.get("pid", -1)))
+        if process is not None and process[1] not in ("T", "t", "Z", "X"):  # running or sleeping
             return ALIVE
     unchanged = _observer.unchanged_for(storage, key, record)
     if unchanged is not None and unchanged < 0:
