@@ -97,6 +97,39 @@ def backends(session: nox.Session, storage: str) -> None:
     )
 
 
+FAULTS_KIT = ROOT / "tests" / "faults" / "kit"
+#: The full fault session: 60 workload runs (about 120 kills, 20 runs with storage faults) and 3
+#: actor runs. Override with posargs, e.g. `nox -s faults -- --seed 7` to replay one run.
+FAULTS_FULL = ["--faults-runs", "60", "--faults-actor-runs", "3"]
+
+
+def _faults(session: nox.Session, arguments: list[str]) -> None:
+    """The fault-injection suite of tests/faults, with its test-only plugin kit installed."""
+    session.install("-e", f"{ROOT / 'packages' / 'core'}[testing]", "-e", str(FAULTS_KIT), *TEST_TOOLS)
+    session.run(
+        "pytest",
+        "tests/faults",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        *arguments,
+        env={"DURABLY_TEST_STORAGE": "file"},
+    )
+
+
+@nox.session(python=PRIMARY_PYTHON)
+def faults(session: nox.Session) -> None:
+    """Jepsen-style: SIGKILL/SIGSTOP drivers, workers and the engine, fail storage writes; check
+    exactly-once results and print a table. Long; not in the default set."""
+    _faults(session, session.posargs or FAULTS_FULL)
+
+
+@nox.session(name="faults-smoke", python=PRIMARY_PYTHON)
+def faults_smoke(session: nox.Session) -> None:
+    """The seeded fraction of the fault suite (the tests marked faults_smoke): a few minutes."""
+    _faults(session, ["-m", "faults_smoke", *session.posargs])
+
+
 @nox.session(python=PRIMARY_PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and format check over the whole repo; import-linter checks core's layering."""

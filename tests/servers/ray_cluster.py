@@ -27,6 +27,17 @@ def _ray_command() -> str:
 LOOPBACK_IP = "127.0.0.2"
 
 
+def _agent_ports() -> list[str]:
+    """Fixed ports for a node's agents: left to Ray, the raylet waits for the agents to write
+    their chosen ports to files, and on a loaded machine it gives up before they do."""
+    return [
+        f"--metrics-export-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
+
+
 class RayCluster:
     """One head node (and optional worker nodes) on a loopback address, with token authentication."""
 
@@ -50,6 +61,7 @@ class RayCluster:
                 "--include-dashboard=false",
                 f"--temp-dir={self.temp_dir}",
                 "--disable-usage-stats",
+                *_agent_ports(),
             ],
         )
 
@@ -88,6 +100,7 @@ class RayCluster:
                 f"--num-cpus={num_cpus}",
                 f"--resources={resources}",
                 "--disable-usage-stats",
+                *_agent_ports(),
             ],
         )
 

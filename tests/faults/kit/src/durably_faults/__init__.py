@@ -1,0 +1,1 @@
+"""durably's fault-injection suite (test-only): storage faults, a ledgered workload, a nemesis, a checker."""

@@ -1,0 +1,36 @@
+"""The table printed after a fault session: runs, faults by kind, violations, and seeds to replay."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+from durably_faults.checker import CHECKS, Verdict
+
+
+def table(verdicts: Iterable[Verdict]) -> str:
+    verdicts = list(verdicts)
+    faults: collections.Counter[str] = collections.Counter()
+    for verdict in verdicts:
+        faults.update(verdict.record.faults)
+    kills = sum(count for kind, count in faults.items() if kind.startswith("kill-"))
+    storage_runs = sum(
+        1 for verdict in verdicts if any(k.startswith("storage-") for k in verdict.record.faults)
+    )
+    rows = [
+        ("runs", str(len(verdicts))),
+        ("runs with storage faults", str(storage_runs)),
+        ("kills (all kinds)", str(kills)),
+        *((f"faults: {kind}", str(count)) for kind, count in sorted(faults.items())),
+        ("re-executions of checkpointed steps (must be 0)", str(sum(v.re_executions for v in verdicts))),
+        ("lost results (must be 0)", str(sum(v.lost_results for v in verdicts))),
+    ]
+    for check in CHECKS:
+        seeds = [f"{v.record.kind}:{v.record.seed}" for v in verdicts if v.findings[check]]
+        rows.append((f"failed '{check}'", f"{len(seeds)}  seeds: {' '.join(seeds) or '-'}"))
+    width = max(len(name) for name, _ in rows)
+    lines = ["durably fault-injection results", "-" * (width + 40)]
+    lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    failing = sorted({v.record.seed for v in verdicts if v.failed})
+    lines.append(f"replay a failing run: nox -s faults -- --seed N   (failing seeds: {failing or 'none'})")
+    return "\n".join(lines)
