@@ -75,7 +75,12 @@ def drive(
             _finish(store, epoch, WorkflowStatus.CANCELED, started, cancelled)
             raise cancelled from None
         except LeaseLost:
-            raise WorkflowRunningError(workflow_id, "another driver took it over") from None
+            reason = (
+                "another driver took it over"
+                if lease.renew_error is None
+                else f"it stopped: its lease could not be renewed in time ({lease.renew_error})"
+            )
+            raise WorkflowRunningError(workflow_id, reason) from lease.renew_error
         except StorageError as lasting:
             # Storage kept failing past the retries: nothing is wrong with the workflow, so it is
             # not marked FAILED (and no step is blamed); once the lease is gone it is RESUMABLE.

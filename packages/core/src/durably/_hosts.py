@@ -25,6 +25,8 @@ ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
 #: Results of workflows started by drivers that never asked for them are kept this long (count).
 KEEP_UNCLAIMED_RESULTS = 10_000
+#: How many deaths of the engine actor a waiting ``run`` follows (resuming each time) before it gives up.
+ENGINE_RESTARTS_FOLLOWED = 8
 
 
 def _may_queue(store: WorkflowStore) -> bool:
@@ -254,13 +256,21 @@ class RayEngineHost:
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray
 
-        try:
-            return ray.get(self.run_async(storage_url, workflow_id, graph))
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause
-            if isinstance(cause, Exception):
-                raise cause from cause.__cause__
-            raise
+        for attempt in range(ENGINE_RESTARTS_FOLLOWED + 1):
+            try:
+                return ray.get(self.run_async(storage_url, workflow_id, graph))
+            except ray.exceptions.RayActorError:
+                # The engine actor died with the workflow in it. It restarts (max_restarts=-1);
+                # running the workflow there again resumes it from its checkpoints (or returns
+                # its stored result), so the caller gets its output, not the actor's death.
+                if attempt == ENGINE_RESTARTS_FOLLOWED:
+                    raise
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause
+                if isinstance(cause, Exception):
+                    raise cause from cause.__cause__
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         import ray
