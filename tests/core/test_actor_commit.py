@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from durably import workflow
+from durably._errors import WorkflowError
 from durably.actors._commit import ActorCore
 from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
 from durably.actors._target import Target
@@ -69,3 +72,20 @@ def test_a_writer_whose_slot_was_compacted_before_it_wrote_applies_its_call_on_t
     stalled, others, target = _stalled_writer(tmp_path, after=False)
     assert stalled.apply(target, "incr", (), {}, "stalled-call") == CALLS_WHILE_STALLED + 1
     assert others.apply(target, "incr", (), {}, "last") == CALLS_WHILE_STALLED + 2
+
+
+def test_a_call_id_retried_after_its_record_was_compacted_is_refused_not_applied_again(
+    tmp_path: Path,
+) -> None:
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    core = ActorCore(storage_url, "tally")
+    core.apply(target, "incr", (), {}, "early")
+    for number in range(KEEP + COMPACT_EVERY):
+        core.apply(target, "incr", (), {}, f"later-{number}")
+    restarted = ActorCore(storage_url, "tally")  # a caller process that restarted and retries
+    with pytest.raises(WorkflowError, match=r"'early'.*compacted away"):
+        restarted.apply(target, "incr", (), {}, "early")
+    assert restarted.apply(target, "incr", (), {}, "last") == KEEP + COMPACT_EVERY + 2

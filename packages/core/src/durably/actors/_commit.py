@@ -141,6 +141,7 @@ class ActorCore:
             found, result = self.committed_result(call_id)
             if found:
                 return result
+            self._refuse_if_applied_long_ago(head, call_id)
             func = find_method(cls, self.actor_id, method)
             instance = restore(cls, _codec.loads(head.state))
             seq = head.seq + 1
@@ -176,6 +177,20 @@ class ActorCore:
                 self.store.compact(seq)
             delete_workflows(self.store, subworkflows)
             return result
+
+    def _refuse_if_applied_long_ago(self, head: CallRecord, call_id: str) -> None:
+        """Raise when the head's ancestry shows the call was applied, though its record is compacted.
+
+        A caller that retries a call id after many other commits (it crashed and restarted
+        slowly) must not have it applied a second time; its result is gone, so it gets an error.
+        """
+        mark = call_mark(call_id)
+        if mark in head.ancestry:
+            seq = head.seq - 1 - head.ancestry.index(mark)
+            raise WorkflowError(
+                f"call {call_id!r} of virtual actor {self.actor_id!r} was applied at seq {seq}, but its "
+                "record has been compacted away, so its result is gone; it is not applied again"
+            )
 
     def _commit_stands(self, record: CallRecord) -> bool:
         """Whether ``record``, written into a free slot after its base was compacted, is a real commit.
