@@ -1,0 +1,274 @@
+"""Ray's workflow-test fixtures (workflow_start_regular, shutdown_only, ...) on durably with a real Ray.
+
+Ray's own test files in this folder run unchanged apart from their imports; this file gives them the
+fixtures that Ray's conftest gave them, on a real Ray cluster started with `ray start` on loopback,
+and deselects the tests listed in not_applicable.txt (printing each with its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import ray_compat_utils  # noqa: E402
+from servers.ray_cluster import RayCluster  # noqa: E402
+
+NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
+#: Logical CPUs of the shared test cluster. Ray's tests ask for 4, 8 or 16 CPUs (through
+#: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
+#: machine more logical CPUs only add worker processes, so they share one 4-CPU cluster, and so do
+#: the tests that ask for nothing. A test that asks for exactly 1 or 2 CPUs (it checks that a task
+#: waits for CPUs) gets a cluster of exactly that size. Fewer clusters: starting one is the slow,
+#: fragile part on a loaded machine.
+DEFAULT_NUM_CPUS = 4
+EXACT_NUM_CPUS = (1, 2)
+#: ray.init() keywords that Ray's tests pass to the fixtures and that a `ray start` node can honour.
+CLUSTER_KEYWORDS = {"num_cpus", "resources"}
+
+
+class _ClusterPool:
+    """At most one test Ray cluster at a time; a test that asks for other resources gets a fresh one."""
+
+    def __init__(self) -> None:
+        self._cluster: RayCluster | None = None
+        self._key: tuple[int, str] | None = None
+
+    def connect(self, params: dict[str, Any]) -> RayCluster:
+        import ray
+
+        unknown = set(params) - CLUSTER_KEYWORDS
+        if unknown:
+            raise ValueError(
+                f"ray-compat fixtures cannot start a cluster with {sorted(unknown)}; "
+                f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
+            )
+        asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
+        key = (
+            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
+            json.dumps(params.get("resources", {})),
+        )
+        if key != self._key:
+            ray.shutdown()
+            self.stop()
+            self._start(num_cpus=key[0], resources=key[1])
+            self._key = key
+        assert self._cluster is not None
+        if not ray.is_initialized():
+            ray.init(address=self._cluster.address, log_to_driver=False)
+        return self._cluster
+
+    def _start(self, num_cpus: int, resources: str, attempts: int = 10) -> None:
+        """A loaded machine can miss Ray's 30 s node registration or GCS timeouts: retry."""
+        for attempt in range(1, attempts + 1):
+            # Held before it is ready, so that a test timeout during start-up still stops it.
+            self._cluster = RayCluster(num_cpus=num_cpus, resources=resources)
+            try:
+                self._cluster.wait_ready(timeout=300)
+                return
+            except (RuntimeError, ConnectionError):
+                self.stop()
+                if attempt == attempts:
+                    raise
+
+    @property
+    def address(self) -> str:
+        return self.connect({}).address
+
+    def stop(self) -> None:
+        if self._cluster is not None:
+            self._cluster.stop()
+        self._cluster, self._key = None, None
+
+
+@pytest.fixture(scope="session")
+def _ray_pool() -> Iterator[_ClusterPool]:
+    import ray
+
+    pool = _ClusterPool()
+    try:
+        yield pool
+    finally:
+        ray.shutdown()
+        pool.stop()
+
+
+def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) -> str:
+    """What Ray's `_workflow_start` did: a connected driver, clean marks, workflow.init on fresh storage."""
+    from durably import workflow
+
+    cluster = pool.connect(params)
+    ray_compat_utils.clear_marks()
+    workflow.init(storage=str(storage), executor="ray")
+    return cluster.address
+
+
+@pytest.fixture
+def workflow_start_regular(
+    _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Ray: a fresh ray.init() (with the test's ray.init kwargs) and workflow.init() on fresh storage."""
+    import ray
+
+    storage = tmp_path / "workflow-storage"
+    # Ray's storage belonged to the cluster, so drivers a test starts saw it too.
+    monkeypatch.setenv("DURABLY_STORAGE", str(storage))
+    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workflow_start_regular_shared(
+    _ray_pool: _ClusterPool, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """Ray: like workflow_start_regular, shared by every test of one module."""
+    import ray
+
+    storage = tmp_path_factory.mktemp("workflow-storage")
+    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
+    ray.shutdown()
+
+
+@pytest.fixture
+def workflow_start_cluster(_ray_pool: _ClusterPool, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Ray: `ray start --head` and a storage URL; the test connects itself (ray.init(address))."""
+    import ray
+
+    ray.shutdown()
+    address = _ray_pool.address
+    ray.shutdown()
+    storage = tmp_path / "workflow-storage"
+    storage.mkdir()
+    ray_compat_utils.clear_marks()
+    os.environ["DURABLY_STORAGE"] = str(storage)
+    try:
+        yield address, str(storage)
+    finally:
+        os.environ.pop("DURABLY_STORAGE", None)
+        ray.shutdown()
+
+
+@pytest.fixture
+def _default_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where durably's workflow.init() with no storage argument writes (Ray used its temp dir)."""
+    storage = tmp_path / "default-workflow-storage"
+    storage.mkdir()
+    monkeypatch.setenv("DURABLY_STORAGE", str(storage))
+    return storage
+
+
+@pytest.fixture
+def shutdown_only(
+    _ray_pool: _ClusterPool, _default_storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Ray: no Ray running when the test starts; whatever it starts is shut down after it.
+
+    RAY_ADDRESS points at the test cluster so that a Ray started by the workflow API joins it
+    (on loopback) instead of starting one more cluster on this 2-core machine.
+    """
+    import ray
+
+    monkeypatch.setenv("RAY_ADDRESS", _ray_pool.address)
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_start_regular(
+    _ray_pool: _ClusterPool, _default_storage: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """Ray: a connected driver (with the test's ray.init kwargs), no workflow.init()."""
+    import ray
+
+    yield _ray_pool.connect(getattr(request, "param", {})).address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_start_regular_shared(_ray_pool: _ClusterPool, request: pytest.FixtureRequest) -> str:
+    """Ray: one connected driver for the module, no workflow.init()."""
+    return _ray_pool.connect(getattr(request, "param", {})).address
+
+
+def _not_applicable() -> dict[str, str]:
+    """not_applicable.txt: `file.py::test_name  reason` per line (below this folder); `#` comments."""
+    table: dict[str, str] = {}
+    for number, line in enumerate(NOT_APPLICABLE_FILE.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        test, _, reason = line.partition(" ")
+        if "::" not in test or not reason.strip():
+            raise ValueError(
+                f"{NOT_APPLICABLE_FILE.name}:{number}: want `file.py::test_name  reason`, got {line!r}"
+            )
+        table[test] = reason.strip()
+    return table
+
+
+def _test_key(item: pytest.Item) -> str:
+    """`file.py::test_name` or `v1/file.py::test_name` (parameters dropped) for an item of this folder."""
+    return (
+        f"{Path(str(item.fspath)).relative_to(HERE).as_posix()}::{getattr(item, 'originalname', item.name)}"
+    )
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    table = _not_applicable()
+    ours = [item for item in items if HERE in Path(str(item.fspath)).parents]
+    if not ours:
+        return
+    # Steps defined at module level in Ray's test files run on Ray workers, which cannot import them.
+    for module in {item.module for item in ours if isinstance(item, pytest.Function) and item.module}:
+        cloudpickle.register_pickle_by_value(module)
+    cloudpickle.register_pickle_by_value(ray_compat_utils)
+    collected_files = {_test_key(item).split("::")[0] for item in ours}
+    known = {_test_key(item) for item in ours}
+    stale = [test for test in table if test.split("::")[0] in collected_files and test not in known]
+    if stale:
+        raise pytest.UsageError(f"{NOT_APPLICABLE_FILE.name} names tests that do not exist: {stale}")
+    reasons = {item: _reason_not_run(item, table) for item in ours}
+    deselected = [item for item, reason in reasons.items() if reason]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+    config.stash[_DESELECTED] = [(item.nodeid, str(reasons[item])) for item in deselected]
+
+
+def _reason_not_run(item: pytest.Item, table: dict[str, str]) -> str | None:
+    """Why a test does not run here: listed in not_applicable.txt, or skipped by Ray itself.
+
+    Ray's own `@pytest.mark.skip` stays in its file (only imports change); the test is then
+    deselected with Ray's reason, so that nothing in this suite reports as skipped.
+    """
+    if _test_key(item) in table:
+        return table[_test_key(item)]
+    ray_skip = item.get_closest_marker("skip")
+    if ray_skip is not None:
+        return "skipped by Ray itself: " + str(
+            ray_skip.kwargs.get("reason", *ray_skip.args[:1] or ["(no reason)"])
+        )
+    return None
+
+
+_DESELECTED = pytest.StashKey[list[tuple[str, str]]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    deselected = config.stash.get(_DESELECTED, [])
+    if deselected:
+        terminalreporter.section(f"not applicable to durably ({len(deselected)}, see not_applicable.txt)")
+        for nodeid, reason in deselected:
+            terminalreporter.write_line(f"{nodeid}: {reason}")
