@@ -233,6 +233,10 @@ class WorkflowEngine:
         return self.executor.result(node.value)
 
     def _submit(self, node: _Node, inputs: list[Any]) -> None:
+        if self.lease is not None and self.lease.lost:
+            # A driver that was paused past its lease submits nothing more (one clock read):
+            # the driver that took over may already have checkpointed this step.
+            raise LeaseLost()
         task = StepTask(self.storage_url, self.store.workflow_id, node.spec, node.dynamic)
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)
