@@ -318,7 +318,9 @@ def test_durably_list_refuses_a_planted_status_record_without_running_it(
     planted = _codec.encode_record(
         _codec.RecordKind.STATUS, {"status": "FAILED"}, pickle.dumps(_Planted(str(proof)))
     )
-    open_raw_storage(storage_url).put("workflows/victim/status", planted)
+    raw = open_raw_storage(storage_url)
+    newest_status = sorted(raw.list("workflows/victim/statuses"))[-1]
+    raw.put(newest_status, planted)
     assert durably_cli(["list", "--storage", storage_url]) == 1
     assert "tampered" in capsys.readouterr().err
     assert not proof.exists()
