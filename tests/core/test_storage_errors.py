@@ -11,7 +11,7 @@ from durably_test_helpers import count_runs, record_run
 from durably import workflow
 from durably._errors import WorkflowError
 from durably._inspect import workflow_store
-from durably._resolve import _storage_cache, normalize_storage_url
+from durably._resolve import _storage_cache, forget_storage, normalize_storage_url, open_storage
 from durably.storage import FileStorage, TransientStorageError
 
 
@@ -37,10 +37,13 @@ def counted(counter_dir: str) -> int:
 def flaky(tmp_path: Path) -> Iterator[FailingStepWrites]:
     url = normalize_storage_url(str(tmp_path / "storage"))
     storage = FailingStepWrites(url)
-    _storage_cache[url] = storage  # this process's stores use it (the local executor runs steps here)
     workflow.init(storage=url, executor="local")
+    open_storage(url)
+    # This process's stores use it (the local executor runs steps here), whatever the cache key holds.
+    for cache_key in [key for key in _storage_cache if key[0] == url]:
+        _storage_cache[cache_key] = storage
     yield storage
-    _storage_cache.pop(url, None)
+    forget_storage(url)
 
 
 def test_a_transient_error_writing_a_checkpoint_is_retried_without_running_the_step_again(
