@@ -95,3 +95,42 @@ def test_empty_storage_location_is_rejected() -> None:
         from durably._resolve import normalize_storage_url
 
         normalize_storage_url("")
+
+
+UNSTORABLE_STEP_NAMES = ["..", ".", "two\nlines", ".durably-tmp-x", "é" * 150, "x" * 256]
+
+
+@pytest.mark.parametrize("name", UNSTORABLE_STEP_NAMES)
+def test_an_unstorable_step_name_is_refused_at_decoration(name: str) -> None:
+    with pytest.raises(ValueError, match="step name"):
+        workflow.step(name=name)
+
+
+@pytest.mark.parametrize("name", UNSTORABLE_STEP_NAMES)
+def test_an_unstorable_step_name_is_refused_by_options(name: str) -> None:
+    with pytest.raises(ValueError, match="step name"):
+        echo.options(name=name)
+
+
+def test_a_function_whose_own_name_is_unstorable_is_refused_at_step() -> None:
+    def function() -> None:
+        pass
+
+    function.__name__ = ".."
+    with pytest.raises(ValueError, match=r"step name '\.\.' is reserved"):
+        workflow.step(function).step()
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["é" * 130, "right\u202eto-left", "line\u2028separator", "zero\u200bwidth"]
+)
+def test_workflow_ids_too_long_in_bytes_or_with_invisible_characters_are_rejected(
+    wf: Any, bad_id: str
+) -> None:
+    with pytest.raises(ValueError, match="workflow_id"):
+        echo.step(1).run(workflow_id=bad_id)
+
+
+def test_init_with_an_empty_storage_is_refused() -> None:
+    with pytest.raises(ValueError, match="storage must not be empty"):
+        workflow.init(storage="", executor="local")

@@ -147,7 +147,9 @@ def test_a_workflow_resumes_after_a_key_rotation(storage_url: str, codec_env: An
     codec_env.setenv(SIGN_ENV, "new:new secret,old:old secret")
     workflow.init(storage=storage_url, executor="local")
     assert workflow.resume("rotated") == 20
-    assert open_raw_storage(storage_url).get("workflows/rotated/status").startswith(b"DRBS\x01\x03new")
+    raw = open_raw_storage(storage_url)
+    newest_status = sorted(raw.list("workflows/rotated/statuses"))[-1]
+    assert raw.get(newest_status).startswith(b"DRBS\x01\x03new")
 
 
 def test_a_store_written_without_codecs_is_refused_once_a_key_is_set(
@@ -318,7 +320,9 @@ def test_durably_list_refuses_a_planted_status_record_without_running_it(
     planted = _codec.encode_record(
         _codec.RecordKind.STATUS, {"status": "FAILED"}, pickle.dumps(_Planted(str(proof)))
     )
-    open_raw_storage(storage_url).put("workflows/victim/status", planted)
+    raw = open_raw_storage(storage_url)
+    newest_status = sorted(raw.list("workflows/victim/statuses"))[-1]
+    raw.put(newest_status, planted)
     assert durably_cli(["list", "--storage", storage_url]) == 1
     assert "tampered" in capsys.readouterr().err
     assert not proof.exists()

@@ -61,7 +61,7 @@ def _stored(storage_url: str, workflow_id: str, status: str, created: float) -> 
     """A workflow record written through the store, without running it."""
     store = WorkflowStore(open_storage(storage_url), workflow_id)
     store.create(flatten(add.step(1, 2)), {"made": "directly"})
-    store.save_status(status, started_at=created, ended_at=created + 1)
+    store.save_status(status, epoch=0, started_at=created, ended_at=created + 1)
 
 
 def test_listing_shows_status_step_counts_and_duration(local: Inspector) -> None:

@@ -12,6 +12,9 @@ import pytest
 from durably_test_helpers import run_child
 
 from durably import workflow
+from durably._graph import flatten
+from durably._inspect import workflow_store
+from durably._lease import Lease
 
 
 @workflow.step
@@ -156,3 +159,42 @@ def wait_for_gate(gate, log, name):
         time.sleep(0.02)
     return name
 """
+
+
+@workflow.step
+def constant(value: str) -> str:
+    return value
+
+
+def _queue_behind_a_running_workflow(storage_url: str, workflow_id: str) -> None:
+    from durably._hosts import Admission
+
+    admission = Admission()
+    admission.configure(max_running=1, max_pending=None)
+    admission.reserve(storage_url, "occupies-the-slot")
+    admission.reserve(storage_url, workflow_id)
+
+
+@pytest.mark.parametrize("final", ["CANCELED", "FAILED"])
+def test_queueing_keeps_the_status_of_a_stopped_workflow(storage_url: str, final: str) -> None:
+    workflow.init(storage=storage_url, executor="local")
+    store = workflow_store("done")
+    store.create(flatten(constant.step("x")), {})
+    store.save_status(final, epoch=0, ended_at=time.time())
+    _queue_behind_a_running_workflow(storage_url, "done")
+    assert workflow.get_status("done") == final
+
+
+def test_queueing_keeps_running_a_workflow_another_driver_holds(storage_url: str) -> None:
+    workflow.init(storage=storage_url, executor="local")
+    store = workflow_store("held")
+    store.create(flatten(constant.step("x")), {})
+    lease = Lease(store.storage, store.lease_key, "held")
+    lease.acquire()
+    try:
+        assert lease.number is not None
+        store.save_status(workflow.WorkflowStatus.RUNNING, epoch=lease.number, started_at=time.time())
+        _queue_behind_a_running_workflow(storage_url, "held")
+        assert workflow.get_status("held") == workflow.WorkflowStatus.RUNNING
+    finally:
+        lease.release()

@@ -61,7 +61,7 @@ def _stored(storage: Storage, workflow_id: str, status: str, ended: float, reten
     store.create(flatten(add.step(1, add.step(2, 3))), {}, retention)
     store.save_step_output("add", 5, {"name": "add"})
     store.add_message("late", {"n": 1})
-    store.save_status(status, started_at=ended - 1, ended_at=ended)
+    store.save_status(status, epoch=0, started_at=ended - 1, ended_at=ended)
 
 
 # -- durations -----------------------------------------------------------------------------------

@@ -25,14 +25,14 @@ from durably._inspect import (
     step_name,
     workflow_store,
 )
-from durably._lease import lease_is_live
+from durably._lease import current_epoch, lease_is_live
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
 from durably.codecs import LEGACY_ENV
-from durably.storage import KeyNotFound, Storage
+from durably.storage import Storage
 
 DEFAULT_STORAGE_ENV = "DURABLY_STORAGE"
 DEFAULT_STORAGE = os.path.join("~", ".durably", "storage")
@@ -86,6 +86,11 @@ def init(
             raise TypeError(f"{name} must be a positive int (or None for no limit), got {value!r}")
         if value < (1 if name == "max_running_workflows" else 0):
             raise ValueError(f"{name} must be a positive int (or None for no limit), got {value!r}")
+    if storage is not None and not str(storage).strip():
+        raise ValueError(
+            "storage must not be empty; pass a path or URL (file://, memory://, s3://...), "
+            "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
+        )
     _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
@@ -273,10 +278,7 @@ def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | No
             "attempts": meta.get("attempts"),
         }
     meta = store.load_meta()
-    try:
-        status_record, _ = store.load_status()
-    except KeyNotFound:
-        status_record = {}
+    status_record = store.load_status_meta() or {}
     stats = {"created_at": meta.get("created_at"), "start_time": status_record.get("started_at")}
     status = status_of(store)
     # A cancelled workflow did not end, it was stopped: as in Ray, it has no end_time (the
@@ -331,7 +333,8 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
         return
     store.request_cancel()
     if status != WorkflowStatus.RUNNING:
-        store.save_status(WorkflowStatus.CANCELED, ended_at=time.time())
+        epoch = current_epoch(store.storage, store.lease_key)
+        store.save_status(WorkflowStatus.CANCELED, epoch=epoch, ended_at=time.time())
         store.clear_cancel()
         return
     cfg.host.cancel(cfg.storage_url, workflow_id)

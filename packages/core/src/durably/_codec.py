@@ -51,6 +51,8 @@ class RecordKind(enum.IntEnum):
     #: objects are read without checking their kind (their key says what they are), so those
     #: records still load.
     OBJECT = 10
+    #: The pickled exception of a failed run (its text is in the plain status record).
+    FAILURE = 11
     ACTOR_CLASS = 20
     ACTOR_CALL = 21
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
 from durably._errors import (
     WorkflowCancellationError,
+    WorkflowError,
     WorkflowExecutionError,
     WorkflowNotResumableError,
     WorkflowRunningError,
@@ -20,16 +22,13 @@ from durably._plugins import hook
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
-from durably.storage import KeyNotFound
+from durably.storage import StorageError
 
 
 def check_resumable(store: WorkflowStore) -> None:
     """Refuse to drive a workflow that was cancelled."""
-    try:
-        status, _ = store.load_status()
-    except KeyNotFound:
-        return
-    if status.get("status") == WorkflowStatus.CANCELED:
+    status = store.load_status_meta()
+    if status is not None and status.get("status") == WorkflowStatus.CANCELED:
         raise WorkflowNotResumableError(
             store.workflow_id, "it was cancelled; delete it with workflow.delete() to run it again"
         )
@@ -57,7 +56,9 @@ def drive(
         if graph is None:
             graph = store.load_graph()
         started = time.time()
-        store.save_status(WorkflowStatus.RUNNING, started_at=started)
+        assert lease.number is not None
+        epoch = lease.number
+        store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
         engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
@@ -66,30 +67,47 @@ def drive(
         except UncaughtStepFailure as failure:
             error = WorkflowExecutionError(workflow_id, failure.step_id, failure.error)
             error.__cause__ = failure.error
-            _finish(store, WorkflowStatus.FAILED, started, error, failure.step_id)
+            _finish(store, epoch, WorkflowStatus.FAILED, started, error, failure.step_id)
             raise error from failure.error
         except Cancelled:
             store.clear_cancel()
             cancelled = WorkflowCancellationError(workflow_id)
-            _finish(store, WorkflowStatus.CANCELED, started, cancelled)
+            _finish(store, epoch, WorkflowStatus.CANCELED, started, cancelled)
             raise cancelled from None
         except LeaseLost:
-            raise WorkflowRunningError(workflow_id, "another driver took it over") from None
+            reason = (
+                "another driver took it over"
+                if lease.renew_error is None
+                else f"it stopped: its lease could not be renewed in time ({lease.renew_error})"
+            )
+            raise WorkflowRunningError(workflow_id, reason) from lease.renew_error
+        except StorageError as lasting:
+            # Storage kept failing past the retries: nothing is wrong with the workflow, so it is
+            # not marked FAILED (and no step is blamed); once the lease is gone it is RESUMABLE.
+            raise WorkflowError(
+                f"workflow {workflow_id!r} stopped because its storage kept failing ({lasting}); "
+                f"it is resumable: call workflow.resume({workflow_id!r}) once the storage works"
+            ) from lasting
         except (KeyboardInterrupt, SystemExit):
             raise  # the driver was stopped, not the workflow: it stays RESUMABLE
         except BaseException as unexpected:
             error = WorkflowExecutionError(workflow_id, None, unexpected)
-            _finish(store, WorkflowStatus.FAILED, started, error)
+            _finish(store, epoch, WorkflowStatus.FAILED, started, error)
             raise error from unexpected
-        store.save_result_pointer(output_step)
-        _finish(store, WorkflowStatus.SUCCESSFUL, started, None)
+        if not store.save_result_pointer(output_step):
+            # Another driver recorded the result first: every caller gets that one.
+            _, value = stored_result(store)
+        _finish(store, epoch, WorkflowStatus.SUCCESSFUL, started, None)
         return value
     finally:
-        lease.release()
+        # If storage fails here too, the lease runs out by itself and the workflow becomes RESUMABLE.
+        with contextlib.suppress(StorageError):
+            lease.release()
 
 
 def _finish(
     store: WorkflowStore,
+    epoch: int,
     status: WorkflowStatus,
     started: float,
     error: BaseException | None,
@@ -98,5 +116,5 @@ def _finish(
     details: dict[str, Any] = {"started_at": started, "ended_at": time.time()}
     if step_id is not None:
         details["failed_step"] = step_id
-    store.save_status(status, error=error, **details)
+    store.save_status(status, epoch=epoch, error=error, **details)
     hook().durably_workflow_finished(workflow_id=store.workflow_id, status=status.value, error=error)

@@ -22,8 +22,9 @@ from durably._graph import Graph, StepSpec
 from durably._plugins import propagation_context
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
-from durably._store import StoredOutput, WorkflowStore
+from durably._store import StoredOutput, WorkflowStore, loadable_error
 from durably.executors import Executor
+from durably.storage import StorageError
 
 NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
 #: How many in-flight steps one wait watches; beyond that the watched window rotates.
@@ -247,6 +248,10 @@ class WorkflowEngine:
         return self.executor.result(node.value)
 
     def _submit(self, node: _Node, inputs: list[Any]) -> None:
+        if self.lease is not None and self.lease.lost:
+            # A driver that was paused past its lease submits nothing more (one clock read):
+            # the driver that took over may already have checkpointed this step.
+            raise LeaseLost()
         workflow_id = self.store.workflow_id
         task = StepTask(
             self.storage_url, workflow_id, node.spec, node.dynamic, propagation_context(workflow_id)
@@ -306,6 +311,8 @@ class WorkflowEngine:
                 upstream.value = StoredOutput(dependency)
 
     def _on_failure(self, step_id: str, error: BaseException) -> None:
+        if isinstance(error, StorageError):
+            raise error  # the checkpoint could not be written (after retries): not the step's fault
         if isinstance(error, StepFailure):
             failed_step, cause = error.step_id, error.error
         else:
@@ -334,6 +341,8 @@ class WorkflowEngine:
         for target, catcher in list(self.catchers.items()):
             if catcher == owner:
                 del self.catchers[target]
+        if error is not None:
+            error = loadable_error(self.store.workflow_id, owner, error)
         result = (value, None) if error is None else (None, error)
         self.store.save_step_output(owner, result, {"name": node.spec.name, "caught": error is not None})
         self._mark_done(node, StoredOutput(owner))
@@ -395,5 +404,7 @@ class WorkflowEngine:
     def _value_of(self, node: _Node) -> Any:
         value = self._load(node)
         if not isinstance(node.value, StoredOutput) and not node.spec.options.checkpoint:
-            self.store.save_step_output(node.spec.step_id, value, {"name": node.spec.name})
+            step_id = node.spec.step_id
+            if not self.store.save_step_output(step_id, value, {"name": node.spec.name}):
+                value = self.store.load_step_output(step_id)  # another driver recorded it first
         return value

@@ -16,15 +16,33 @@ from typing import Any
 from durably._driver import drive
 from durably._errors import WorkflowQueueFullError, WorkflowRunningError
 from durably._graph import Graph
+from durably._lease import current_epoch, identity, lease_is_live
 from durably._resolve import open_executor
 from durably._status import WorkflowStatus
-from durably._store import open_workflow_store
+from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
 
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
 #: Results of workflows started by drivers that never asked for them are kept this long (count).
 KEEP_UNCLAIMED_RESULTS = 10_000
+#: How many deaths of the engine actor a waiting ``run`` follows (resuming each time) before it gives up.
+ENGINE_RESTARTS_FOLLOWED = 8
+
+
+def _may_queue(store: WorkflowStore) -> bool:
+    """Whether marking the workflow PENDING tells the truth: it is new, queued, or left by a dead driver.
+
+    A finished (SUCCESSFUL, FAILED, CANCELED) workflow keeps its status, and so does one another
+    driver is running: queueing must never revive or hide either.
+    """
+    record = store.load_status_meta()
+    if record is None:
+        return store.result_step_id() is None
+    status = record.get("status")
+    if status == WorkflowStatus.PENDING:
+        return True
+    return status == WorkflowStatus.RUNNING and not lease_is_live(store.storage, store.lease_key)
 
 
 class Admission:
@@ -58,8 +76,12 @@ class Admission:
             self._next_ticket += 1
         if must_wait:
             store = open_workflow_store(storage_url, workflow_id)
-            if store.result_step_id() is None:
-                store.save_status(WorkflowStatus.PENDING, queued_at=time.time())
+            if _may_queue(store):
+                epoch = current_epoch(store.storage, store.lease_key)
+                # Who queued it: if that process is gone, nobody will run it (status_of: RESUMABLE).
+                store.save_status(
+                    WorkflowStatus.PENDING, epoch=epoch, queued_at=time.time(), queued_by=identity()
+                )
         return ticket
 
     def enter(self, ticket: int) -> None:
@@ -281,13 +303,21 @@ class RayEngineHost:
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
         import ray
 
-        try:
-            return ray.get(self.run_async(storage_url, workflow_id, graph))
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause
-            if isinstance(cause, Exception):
-                raise cause from cause.__cause__
-            raise
+        for attempt in range(ENGINE_RESTARTS_FOLLOWED + 1):
+            try:
+                return ray.get(self.run_async(storage_url, workflow_id, graph))
+            except ray.exceptions.RayActorError:
+                # The engine actor died with the workflow in it. It restarts (max_restarts=-1);
+                # running the workflow there again resumes it from its checkpoints (or returns
+                # its stored result), so the caller gets its output, not the actor's death.
+                if attempt == ENGINE_RESTARTS_FOLLOWED:
+                    raise
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause
+                if isinstance(cause, Exception):
+                    raise cause from cause.__cause__
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
         import ray

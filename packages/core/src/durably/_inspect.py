@@ -18,7 +18,7 @@ from durably._errors import (
     WorkflowNotFoundError,
 )
 from durably._ids import validate_workflow_id
-from durably._lease import lease_is_live
+from durably._lease import lease_is_live, process_is_gone
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.storage import KeyNotFound
@@ -42,7 +42,7 @@ def stored_result(store: WorkflowStore) -> tuple[bool, Any]:
     step_id = store.result_step_id()
     if step_id is None:
         return False, None
-    return True, store.load_step_output(step_id)
+    return True, store.load_recorded_output(step_id, recorded_by="result")
 
 
 def status_of(store: WorkflowStore) -> WorkflowStatus:
@@ -66,10 +66,21 @@ def believed_status(store: WorkflowStore, record: dict[str, Any] | None) -> Work
     return status
 
 
+def orphaned_pending(store: WorkflowStore) -> bool:
+    """Whether the workflow is PENDING in the queue of a process that has exited (nobody will start it)."""
+    record = store.load_status_meta() or {}
+    return record.get("status") == WorkflowStatus.PENDING and process_is_gone(record.get("queued_by") or {})
+
+
 def failure_of(store: WorkflowStore) -> BaseException:
-    record, error = store.load_status()
-    if isinstance(error, BaseException):
+    """The exception of a failed run; a ``WorkflowExecutionError`` with its text when it cannot be loaded."""
+    try:
+        error = store.load_failure()
+    except Exception:  # its class is missing or broken in this process: the text still tells
+        error = None
+    if error is not None:
         return error
+    record = store.load_status_meta() or {}
     return WorkflowExecutionError(
         store.workflow_id, record.get("failed_step"), record.get("error", "unknown error")
     )
@@ -97,7 +108,9 @@ def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> 
             raise failure_of(store)
         if status == WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(workflow_id)
-        if status == WorkflowStatus.RESUMABLE:
+        if status == WorkflowStatus.RESUMABLE or (
+            status == WorkflowStatus.PENDING and orphaned_pending(store)
+        ):
             raise WorkflowError(
                 f"workflow {workflow_id!r} is not finished and nothing is running it; "
                 f"call workflow.resume({workflow_id!r}) to continue it"

@@ -1,15 +1,36 @@
 """The lease that lets only one process drive a workflow at a time.
 
-Leases are numbered records ``lease/<n>``; the highest number is the current one. A driver
-takes over by creating the next number with ``put_if_absent``, so two contenders cannot both
-win. The holder renews its record; it is dead when its time is up, or at once when it ran on
-this host and its process no longer exists.
+The protocol (what it guarantees and assumes is also in docs/guarantees.md):
+
+* Leases are numbered records ``lease/<n>``; the highest number is the current one, and its
+  number is the driver's *epoch*. A driver takes over by creating the next number with
+  ``put_if_absent``, so two contenders cannot both win one epoch.
+* The holder's identity is read when it takes the lease, not when durably is imported (a
+  process forked after the import has its own): host name, boot id and PID namespace (where the
+  platform has them), pid and the process's start time.
+* The holder renews its record every quarter period, bumping a counter (``beat``). A renewal
+  that fails is recorded on the lease (``renew_error``), never swallowed.
+* A contender judges the holder by its own monotonic clock only: the holder is dead when its
+  record has not changed for a full period (the holder's declared ``period``) as observed by the
+  contender. No wall clocks of two machines are compared. Two shortcuts, both only where the
+  holder shares the contender's host, boot and PID namespace: a holder whose process is gone
+  (or whose pid now belongs to a younger process) is dead at once, and one whose process exists
+  and is not stopped is alive.
+* A holder that has not renewed for three quarters of its period stops driving by itself
+  (``lost``): it cannot know whether a contender has already waited out the period. Its late
+  writes cannot do harm: outputs are written once (``put_if_absent``) and its status records
+  carry its epoch, and readers take the newest epoch's (``_store``).
+
+Assumed: the holder's and contender's monotonic clocks run at about the same rate (not that
+they agree), and a storage write becomes visible to readers in well under a quarter period.
+The period is ``LEASE_SECONDS`` unless ``DURABLY_LEASE_SECONDS`` is set when a lease is taken
+(the fault-injection suite uses a few seconds).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -21,40 +42,129 @@ from typing import Any
 from durably._errors import WorkflowRunningError
 from durably.storage import KeyNotFound
 
+#: The default lease period in seconds; ``DURABLY_LEASE_SECONDS`` overrides it.
 LEASE_SECONDS = 30.0
-RENEW_EVERY = LEASE_SECONDS / 3
-_HOST = socket.gethostname()
+LEASE_SECONDS_ENV = "DURABLY_LEASE_SECONDS"
+#: A holder renews every this fraction of its period...
+RENEW_FRACTION = 0.25
+#: ...and stops driving when it has not renewed for this fraction of it.
+SELF_FENCE_FRACTION = 0.75
+
+_log = logging.getLogger(__name__)
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a reused pid apart), or None if it is not running."""
+def lease_seconds() -> float:
+    """The period of a lease taken now (read each time, so tests and the fault suite can shorten it)."""
+    configured = os.environ.get(LEASE_SECONDS_ENV)
+    if configured:
+        try:
+            seconds = float(configured)
+        except ValueError:
+            raise ValueError(f"{LEASE_SECONDS_ENV}={configured!r} is not a number of seconds") from None
+        if seconds <= 0:
+            raise ValueError(f"{LEASE_SECONDS_ENV}={configured!r} must be a positive number of seconds")
+        return seconds
+    return LEASE_SECONDS
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process(pid: int) -> tuple[str, str] | None:
+    """(start time, state letter) of ``pid`` from the kernel; ("unknown", "") without /proc; None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
-        return fields[19].decode()
+        return fields[19].decode(), fields[0].decode()
     except (OSError, IndexError):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
         except PermissionError:
-            return "unknown"
-        return "unknown"
+            return "unknown", ""
+        return "unknown", ""
 
 
-_MY_START = _process_start(os.getpid())
+def identity() -> dict[str, Any]:
+    """Who this process is, read now: valid in a process forked after durably was imported."""
+    pid = os.getpid()
+    process = _process(pid)
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "pid_ns": _pid_namespace(),
+        "pid": pid,
+        "pid_start": process[0] if process else None,
+    }
 
 
-def holder_is_alive(record: dict[str, Any], now: float | None = None) -> bool:
-    """Whether the process described by a lease record may still be driving the workflow."""
+def _shares_process_table(record: dict[str, Any], mine: dict[str, Any]) -> bool:
+    """Whether the holder's pid means the same process here (same host, boot and PID namespace)."""
+    return all(record.get(name) == mine[name] for name in ("host", "boot_id", "pid_ns"))
+
+
+def process_is_gone(holder: dict[str, Any]) -> bool:
+    """Whether the process an ``identity()`` describes has certainly exited (False when unknowable here)."""
+    if not _shares_process_table(holder, identity()):
+        return False
+    process = _process(int(holder.get("pid", -1)))
+    return process is None or process[0] != holder.get("pid_start", process[0])
+
+
+class _Observer:
+    """What this process saw of each lease record, and when by its own monotonic clock."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def unchanged_for(self, storage: Any, key: str, record: dict[str, Any]) -> float | None:
+        """Seconds the record has been seen unchanged; None when it is new or changed since last seen."""
+        fingerprint = json.dumps(record, sort_keys=True)
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get((id(storage), key))
+            if seen is None or seen[0] != fingerprint:
+                self._seen[(id(storage), key)] = (fingerprint, now)
+                return None if seen is None else -1.0
+            return now - seen[1]
+
+
+_observer = _Observer()
+
+ALIVE, DEAD, UNKNOWN = "alive", "dead", "unknown"
+
+
+def judge(storage: Any, key: str, record: dict[str, Any]) -> str:
+    """ALIVE, DEAD, or UNKNOWN (not changed while watched, but not yet for a full period)."""
     if record.get("released"):
-        return False
-    if record.get("expires_at", 0) < (now if now is not None else time.time()):
-        return False
-    if record.get("host") == _HOST:
-        started = _process_start(int(record.get("pid", -1)))
-        return started is not None and started == record.get("pid_start", started)
-    return True
+        return DEAD
+    if _shares_process_table(record, identity()):
+        if process_is_gone(record):
+            return DEAD
+        process = _process(int(record.get("pid", -1)))
+        if process is not None and process[1] not in ("T", "t", "Z", "X"):  # running or sleeping
+            return ALIVE
+    unchanged = _observer.unchanged_for(storage, key, record)
+    if unchanged is not None and unchanged < 0:
+        return ALIVE  # it changed since this process last looked: the holder renews
+    period = float(record.get("period", LEASE_SECONDS))
+    if unchanged is not None and unchanged >= period:
+        return DEAD
+    return UNKNOWN
 
 
 class Lease:
@@ -66,7 +176,12 @@ class Lease:
         self.workflow_id = workflow_id
         self.owner = uuid.uuid4().hex
         self.number: int | None = None
-        self.lost = False
+        self.period = LEASE_SECONDS
+        self.renew_error: BaseException | None = None
+        self._identity: dict[str, Any] = {}
+        self._beat = 0
+        self._renewed_at = 0.0
+        self._lost = False
         self.released = False
         # The keeper thread may be renewing while the driver releases: without this lock its
         # renewal could land after the "released" record and make the lease look held again.
@@ -75,16 +190,11 @@ class Lease:
     def _key(self, number: int) -> str:
         return f"{self.prefix}/{number:010d}"
 
-    def _record(self) -> bytes:
-        return json.dumps(
-            {
-                "owner": self.owner,
-                "host": _HOST,
-                "pid": os.getpid(),
-                "pid_start": _MY_START,
-                "expires_at": time.time() + LEASE_SECONDS,
-            }
-        ).encode()
+    def _record(self, released: bool = False) -> bytes:
+        record = {**self._identity, "owner": self.owner, "period": self.period, "beat": self._beat}
+        if released:
+            record["released"] = True
+        return json.dumps(record).encode()
 
     def current(self) -> tuple[int, dict[str, Any]] | None:
         """The highest-numbered lease record, or None."""
@@ -97,15 +207,40 @@ class Lease:
         except KeyNotFound:
             return None
 
+    @property
+    def lost(self) -> bool:
+        """True once another driver took over, or when this one could not renew in time (self-fencing)."""
+        if self._lost:
+            return True
+        if (
+            self.number is not None
+            and time.monotonic() - self._renewed_at > self.period * SELF_FENCE_FRACTION
+        ):
+            self._lost = True
+        return self._lost
+
     def acquire(self) -> None:
-        """Take the lease, or raise WorkflowRunningError if a live driver holds it."""
+        """Take the lease, or raise WorkflowRunningError if a live driver holds it.
+
+        A holder that may be dead but has not been watched for a full period yet is watched,
+        so this can take up to one lease period.
+        """
         for _ in range(16):
             held = self.current()
-            if held is not None and holder_is_alive(held[1]):
-                raise WorkflowRunningError(
-                    self.workflow_id, f"driven by pid {held[1].get('pid')} on {held[1].get('host')}"
-                )
+            while held is not None:
+                verdict = judge(self.storage, self._key(held[0]), held[1])
+                if verdict == DEAD:
+                    break
+                if verdict == ALIVE:
+                    raise WorkflowRunningError(
+                        self.workflow_id, f"driven by pid {held[1].get('pid')} on {held[1].get('host')}"
+                    )
+                time.sleep(min(0.5, float(held[1].get("period", LEASE_SECONDS)) / 10))
+                held = self.current()
             number = 0 if held is None else held[0] + 1
+            self.period = lease_seconds()
+            self._identity = identity()
+            self._renewed_at = time.monotonic()
             if self.storage.put_if_absent(self._key(number), self._record()):
                 self.number = number
                 self.released = False
@@ -114,14 +249,22 @@ class Lease:
         raise WorkflowRunningError(self.workflow_id, "another driver is taking it over right now")
 
     def renew(self) -> bool:
-        """Extend the lease; False (and ``lost`` set) when another driver has taken it over."""
+        """Extend the lease; False (and ``lost`` set) when another driver has taken it over.
+
+        Storage errors propagate: the keeper records them, and ``lost`` turns True by itself
+        when renewals keep failing.
+        """
         with self._renewal:
             if self.number is None or self.lost or self.released:
                 return False
+            started = time.monotonic()
             if self.storage.exists(self._key(self.number + 1)):
-                self.lost = True
+                self._lost = True
                 return False
+            self._beat += 1
             self.storage.put(self._key(self.number), self._record())
+            self._renewed_at = started
+            self.renew_error = None
             return True
 
     def stop_renewing(self) -> None:
@@ -134,9 +277,7 @@ class Lease:
         with self._renewal:
             self.released = True
             if self.number is not None and not self.lost:
-                record = json.loads(self._record())
-                record["released"] = True
-                self.storage.put(self._key(self.number), json.dumps(record).encode())
+                self.storage.put(self._key(self.number), self._record(released=True))
 
 
 class _LeaseKeeper:
@@ -145,6 +286,7 @@ class _LeaseKeeper:
     def __init__(self) -> None:
         self._leases: weakref.WeakSet[Lease] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def hold(self, lease: Lease) -> None:
@@ -153,6 +295,7 @@ class _LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="durably-lease-keeper", daemon=True)
                 self._thread.start()
+        self._wake.set()  # a shorter period than the others' shortens the keeper's sleep now
 
     def drop(self, lease: Lease) -> None:
         with self._lock:
@@ -160,19 +303,30 @@ class _LeaseKeeper:
 
     def _run(self) -> None:
         while True:
-            time.sleep(RENEW_EVERY)
             with self._lock:
                 leases = list(self._leases)
             for lease in leases:
-                # A storage hiccup is tried again next round, well before the lease expires.
-                with contextlib.suppress(Exception):
+                try:
                     lease.renew()
+                except Exception as error:  # kept on the lease; ``lost`` fences it if this lasts
+                    lease.renew_error = error
+                    _log.warning("cannot renew the lease of workflow %r: %s", lease.workflow_id, error)
+            period = min((lease.period for lease in leases), default=LEASE_SECONDS)
+            self._wake.wait(period * RENEW_FRACTION)
+            self._wake.clear()
 
 
 _keeper = _LeaseKeeper()
 
 
-def lease_is_live(storage: Any, prefix: str) -> bool:
-    """Whether some live driver holds the workflow's lease right now."""
+def current_epoch(storage: Any, prefix: str) -> int:
+    """The number of the newest lease (0 when none was taken): the epoch a status is written under."""
     held = Lease(storage, prefix, "").current()
-    return held is not None and holder_is_alive(held[1])
+    return 0 if held is None else held[0]
+
+
+def lease_is_live(storage: Any, prefix: str) -> bool:
+    """Whether some driver may hold the workflow's lease right now (not yet judged dead)."""
+    lease = Lease(storage, prefix, "")
+    held = lease.current()
+    return held is not None and judge(storage, lease._key(held[0]), held[1]) != DEAD

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from durably._ids import validate_step_name
+
 #: Ray task options a step passes through to ``ray.remote(...).options``.
 RAY_TASK_OPTIONS = frozenset(
     {
@@ -98,9 +100,7 @@ def build_options(base: StepOptions | None = None, **given: Any) -> StepOptions:
         elif key == "metadata":
             changes[key] = _check_metadata(value)
         elif key == "name":
-            if value is not None and (not isinstance(value, str) or not value or "/" in value):
-                raise ValueError(f"step name must be a non-empty string without '/', got {value!r}")
-            changes[key] = value
+            changes[key] = None if value is None else validate_step_name(value)
         elif key in ("catch_exceptions", "checkpoint"):
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be True or False, got {value!r}")

@@ -30,6 +30,7 @@ from durably._store import (
     DURABLY_TRACEBACK,
     StoredOutput,
     WorkflowStore,
+    loadable_error,
     open_workflow_store,
 )
 
@@ -142,14 +143,29 @@ def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) 
     return resolve
 
 
-def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
+def recorded_outcome(store: WorkflowStore, spec: StepSpec) -> tuple[Any, StepOutcome] | None:
+    """What an earlier run of this step recorded (output or continuation), or None if it recorded nothing."""
+    if store.has_step_output(spec.step_id):
+        return store.load_step_output(spec.step_id), DONE
+    if store.has_continuation(spec.step_id):
+        return UNRESOLVED, Continuation(store.load_continuation(spec.step_id))
+    return None
+
+
+def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[Any, StepOutcome]:
     """Run one step; returns (value for consumers, outcome for the engine).
 
     The checkpoint is written here, before this returns, so no consumer can start before the
-    output it consumes is durable.
+    output it consumes is durable. It is written once: when another run of the same step
+    recorded first, that record is the step's value and outcome. ``retried`` (the executor
+    re-runs a task whose worker died) looks for such a record before calling the step again.
     """
     spec = task.spec
     store = open_workflow_store(task.storage_url, task.workflow_id)
+    if retried:
+        recorded = recorded_outcome(store, spec)
+        if recorded is not None:
+            return recorded
     values = resolve_inputs(store, inputs)
     if values is None:
         return UNRESOLVED, UNRESOLVED_INPUT
@@ -160,7 +176,8 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
     meta = step_metadata(spec, started, time.time(), attempts)
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
-        store.save_continuation(spec.step_id, graph, meta)
+        if not store.save_continuation(spec.step_id, graph, meta):
+            graph = store.load_continuation(spec.step_id)  # another run of this step recorded first
         hook().durably_step_continued(
             workflow_id=task.workflow_id,
             step_id=spec.step_id,
@@ -170,8 +187,10 @@ def execute_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome]:
         )
         return UNRESOLVED, Continuation(graph)
     if spec.options.catch_exceptions:
+        if caught is not None:
+            caught = loadable_error(task.workflow_id, spec.step_id, caught)
         result = (None, caught) if caught is not None else (result, None)
-    record_finished_step(store, task, result, meta, store_output=spec.options.checkpoint)
+    result = record_finished_step(store, task, result, meta, store_output=spec.options.checkpoint)
     return result, DONE
 
 
@@ -188,11 +207,14 @@ def step_metadata(spec: StepSpec, started: float, ended: float, attempts: int) -
 
 def record_finished_step(
     store: WorkflowStore, task: StepTask, result: Any, meta: dict[str, Any], store_output: bool
-) -> None:
-    """Checkpoint a finished step's output (and its name, if dynamic), then tell the plugins."""
+) -> Any:
+    """Checkpoint a finished step's output (and its name, if dynamic), then tell the plugins.
+
+    Returns the step's value: ``result``, or the output another run of the step recorded first.
+    """
     spec = task.spec
-    if store_output:
-        store.save_step_output(spec.step_id, result, meta)
+    if store_output and not store.save_step_output(spec.step_id, result, meta):
+        result = store.load_step_output(spec.step_id)
     if spec.named and task.dynamic:
         store.save_step_name(spec.name, spec.step_id)
     hook().durably_step_finished(
@@ -202,3 +224,4 @@ def record_finished_step(
         duration=meta["end_time"] - meta["start_time"],
         context=task.context,
     )
+    return result

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import cloudpickle
 
 from durably import _codec
+from durably._ids import validate_step_name
 from durably._objects import is_object_ref
 from durably._options import StepOptions, build_options
 
@@ -80,6 +81,7 @@ class StepFunction(Generic[R]):
 
     def step(self, *args: Any, **kwargs: Any) -> Workflow[R]:
         """A lazy future of this step applied to the arguments; nothing runs until ``.run()``."""
+        validate_step_name(self.default_name)  # a function's own name may not be storable either
         return Workflow(self, args, kwargs)
 
     def options(self, **options: Any) -> StepFunction[R]:

@@ -6,11 +6,15 @@ store with ``open_workflow_store(url, id)``.
 
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
-workflows/<id>/meta                         user metadata, creation time, step count, retention (created once)
+workflows/<id>/meta                         user metadata, creation time, step count, retention (created
+                                            once; plain JSON)
 workflows/<id>/graph                        the step table of the top-level graph (meta: its outline)
 workflows/<id>/functions/<hash>             each distinct step function, pickled once
 workflows/<id>/objects/<hash>               the value of a Ray ObjectRef, stored once by content
-workflows/<id>/status                       status, times, the error of a failed run
+workflows/<id>/statuses/<epoch>             status, times, the error of a failed run as text (plain JSON),
+                                            under the writer's lease epoch: the newest epoch's counts
+workflows/<id>/status                       the status record of versions before epochs (still read)
+workflows/<id>/failure                      the exception of a failed run, pickled (get_output/resume only)
 workflows/<id>/steps/<step_id>              a finished step: output + its metadata (framed when
                                             the output has out-of-band buffers: meta "buffers")
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph (meta: its outline)
@@ -33,11 +37,17 @@ that looks valid.
 
 The JSON meta of records is what management (``durably.inspect``, the CLI, the UI) reads; it never
 unpickles a payload. A graph's outline is ``[[step_id, name, [dependency ids]], ...]``.
+
+``meta`` and ``statuses`` are management records: plain JSON written by ``encode_plain_record``,
+so listing and inspecting workflows never unpickles user objects (records written before this
+were framed ``_codec`` records; ``decode_plain_record`` still reads them).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import pickle
 import time
 import traceback
@@ -46,12 +56,60 @@ from typing import Any
 
 from durably import _codec
 from durably._codec import RecordKind
-from durably._errors import CheckpointCorruptedError, WorkflowError, WorkflowNotFoundError
+from durably._errors import (
+    CheckpointCorruptedError,
+    WorkflowError,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+)
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
 from durably.codecs import CodecStorage
-from durably.storage import KeyNotFound, Storage
+from durably.storage import KeyNotFound, Storage, TransientStorageError, retry_transient
+
+#: errno values of a write that may pass when tried again (a full or flaky disk, an interrupted call).
+_TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EAGAIN, errno.EINTR, errno.EDQUOT})
+
+
+def is_transient_write_error(error: BaseException) -> bool:
+    """Whether a failed checkpoint write is worth trying again (a lasting failure is raised at once)."""
+    if isinstance(error, TransientStorageError):
+        return True
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+def encode_plain_record(fields: dict[str, Any]) -> bytes:
+    """The bytes of a management record (``meta``, ``status``): one JSON object, nothing pickled."""
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def decode_plain_record(key: str, data: bytes) -> dict[str, Any]:
+    """The fields of a management record; a framed record of an older version still reads."""
+    if data[: len(_codec.MAGIC)] == _codec.MAGIC:
+        return _codec.decode_record(key, data)[1]  # its pickled payload, if any, is not loaded
+    try:
+        fields = json.loads(data)
+    except ValueError as exc:
+        raise CheckpointCorruptedError(key, f"it is not JSON: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise CheckpointCorruptedError(key, f"a JSON {type(fields).__name__} where an object was expected")
+    return fields
+
+
+def loadable_error(workflow_id: str, step_id: str, error: BaseException) -> BaseException:
+    """``error``, or a ``WorkflowExecutionError`` with its text when it would not load back once stored.
+
+    A caught exception becomes part of a step's output; one whose class cannot be rebuilt (extra
+    ``__init__`` arguments, say) would make that checkpoint unloadable, so it is found out here,
+    when it is written, and never on resume.
+    """
+    try:
+        _codec.loads(_codec.dumps(error))
+    except Exception:
+        return WorkflowExecutionError(workflow_id, step_id, f"{type(error).__name__}: {error}")
+    return error
+
 
 #: Attributes the worker sets on a step's failed exception: its traceback text and attempt count.
 DURABLY_TRACEBACK = "__durably_traceback__"
@@ -95,6 +153,20 @@ class WorkflowStore:
         return self.key("lease")
 
     # -- record helpers -----------------------------------------------------------------------
+    def _put(self, key: str, data: bytes) -> None:
+        """Write a checkpoint, retrying transient storage errors (bounded, with backoff)."""
+        retry_transient(lambda: self.storage.put(key, data), is_transient=is_transient_write_error)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        """Create a checkpoint once, retrying transient errors; False when it already existed.
+
+        A retried create whose first answer was lost finds its own record: False, and the caller
+        uses the stored value, which is the same.
+        """
+        return retry_transient(
+            lambda: self.storage.put_if_absent(key, data), is_transient=is_transient_write_error
+        )
+
     def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
         data = self.storage.get(key)
         found_kind, meta, payload = _codec.decode_record(key, data)
@@ -108,12 +180,26 @@ class WorkflowStore:
         """Write a record whose payload comes in pieces (large buffers as views of the value).
 
         The pieces are joined once: by the first codec as it encodes them, or into the record.
+        Transient errors are retried as in ``_put``.
         """
         pieces = _codec.record_parts(kind, meta, parts)
-        if isinstance(self.storage, CodecStorage):
-            self.storage.put_parts(key, pieces)
+        storage = self.storage
+        if isinstance(storage, CodecStorage):
+            retry_transient(lambda: storage.put_parts(key, pieces), is_transient=is_transient_write_error)
         else:
-            self.storage.put(key, b"".join(pieces))
+            self._put(key, b"".join(pieces))
+
+    def create_record_parts(
+        self, key: str, kind: int, meta: dict[str, Any], parts: list[bytes | memoryview]
+    ) -> bool:
+        """``put_record_parts`` that creates the record once, as ``_create``; False when it existed."""
+        pieces = _codec.record_parts(kind, meta, parts)
+        storage = self.storage
+        if isinstance(storage, CodecStorage):
+            return retry_transient(
+                lambda: storage.put_parts_if_absent(key, pieces), is_transient=is_transient_write_error
+            )
+        return self._create(key, b"".join(pieces))
 
     def _read_value(self, key: str, kind: int, resolve: Any = None) -> tuple[dict[str, Any], Any]:
         meta, payload = self._read(key, kind)
@@ -161,7 +247,7 @@ class WorkflowStore:
             "step_count": len(graph.steps),
             "retention": retention,
         }
-        self.storage.put_if_absent(self.key("meta"), _codec.encode_record(RecordKind.META, meta))
+        self.storage.put_if_absent(self.key("meta"), encode_plain_record(meta))
         self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
         return created
 
@@ -169,11 +255,11 @@ class WorkflowStore:
         return self.storage.exists(self.key("meta"))
 
     def load_meta(self) -> dict[str, Any]:
+        key = self.key("meta")
         try:
-            meta, _ = self._read(self.key("meta"), RecordKind.META)
+            return decode_plain_record(key, self.storage.get(key))
         except KeyNotFound:
             raise WorkflowNotFoundError(self.workflow_id) from None
-        return meta
 
     def load_graph(self) -> Graph:
         try:
@@ -196,38 +282,61 @@ class WorkflowStore:
             # Every continuation of a recursive step lists the same functions again: a lookup is
             # far cheaper than a durable write (temp file, fsync) that would find them stored.
             if not self.storage.exists(key):
-                self.storage.put_if_absent(key, _codec.encode_record(RecordKind.FUNCTION, {}, data))
+                self._create(key, _codec.encode_record(RecordKind.FUNCTION, {}, data))
 
     def load_function(self, func_key: str) -> Any:
         _, func = self._read_value(self.key("functions", func_key), RecordKind.FUNCTION)
         return func
 
     # -- status -------------------------------------------------------------------------------
-    def save_status(self, status: str, **details: Any) -> None:
+    def save_status(self, status: str, *, epoch: int, **details: Any) -> None:
+        """Record the workflow's status under the lease epoch of its writer; the newest epoch's is read.
+
+        A driver that lost its lease writes under its old epoch, so it cannot hide the status of
+        the driver that took over. A failure is stored as text, its exception (pickled) beside it.
+        """
         error = details.pop("error", None)
-        meta = {"status": status, "updated_at": time.time(), **details}
-        payload = b""
+        fields = {"status": status, "updated_at": time.time(), "epoch": epoch, **details}
         if error is not None:
-            meta["error"] = f"{type(error).__name__}: {error}"
-            meta.update(error_text(error))
+            fields["error"] = f"{type(error).__name__}: {error}"
+            fields.update(error_text(error))
             try:
                 payload = _codec.dumps(error)
             except Exception:
-                payload = _codec.dumps(RuntimeError(meta["error"]))
-        self.storage.put(self.key("status"), _codec.encode_record(RecordKind.STATUS, meta, payload))
+                payload = _codec.dumps(RuntimeError(fields["error"]))
+            self._put(self.key("failure"), _codec.encode_record(RecordKind.FAILURE, {}, payload))
+        self._put(self.key("statuses", f"{epoch:010d}"), encode_plain_record(fields))
+        for older in self._listed_ids("statuses"):
+            if older < f"{epoch:010d}":
+                self.storage.delete_prefix(self.key("statuses", older))
 
     def load_status_meta(self) -> dict[str, Any] | None:
-        """The status record's plain data (the stored error is not unpickled), or None if there is none."""
+        """The newest epoch's status record as plain data, or None when there is none; never unpickles."""
+        epochs = list(self._listed_ids("statuses"))
+        key = self.key("statuses", epochs[-1]) if epochs else self.key("status")  # "status": before epochs
         try:
-            return self._read(self.key("status"), RecordKind.STATUS)[0]
+            return decode_plain_record(key, self.storage.get(key))
         except KeyNotFound:
+            if epochs:  # deleted by a newer writer while we listed
+                return self.load_status_meta()
             return None
 
-    def load_status(self) -> tuple[dict[str, Any], BaseException | None]:
-        """The status record and the stored error, if any; raises KeyNotFound when there is none."""
-        meta, payload = self._read(self.key("status"), RecordKind.STATUS)
-        error = _codec.loads(payload) if len(payload) else None
-        return meta, error
+    def load_failure(self) -> BaseException | None:
+        """The exception of the failed run (unpickled: only get_output/resume ask), or None if none is stored.
+
+        Raises when it cannot be loaded in this process; the status record has its text.
+        """
+        try:
+            _, payload = self._read(self.key("failure"), RecordKind.FAILURE)
+        except KeyNotFound:
+            try:  # a status record of an older version held the exception as its payload
+                _, payload = self._read(self.key("status"), RecordKind.STATUS)
+            except (KeyNotFound, CheckpointCorruptedError):
+                return None
+        if not len(payload):
+            return None
+        error = self._unpickle(self.key("failure"), payload)
+        return error if isinstance(error, BaseException) else None
 
     # -- steps --------------------------------------------------------------------------------
     def _store_object_refs(self, obj: Any) -> Any:
@@ -247,12 +356,19 @@ class WorkflowStore:
         _, _, payload = _codec.decode_record(key, self.storage.get(key))
         return decode_object(payload)
 
-    def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> None:
+    def save_step_output(self, step_id: str, value: Any, meta: dict[str, Any]) -> bool:
+        """Record a finished step's output once; False when one was already recorded (it stays)."""
         # Out-of-band buffers (numpy arrays...) go into the record as views: copied once, by the join.
         parts, buffers = _codec.dumps_framed(value, self._store_object_refs)
         if buffers:
             meta = {**meta, "buffers": buffers}
-        self.put_record_parts(self.key("steps", step_id), RecordKind.STEP, meta, parts)
+        return self.create_record_parts(self.key("steps", step_id), RecordKind.STEP, meta, parts)
+
+    def has_step_output(self, step_id: str) -> bool:
+        return self.storage.exists(self.key("steps", step_id))
+
+    def has_continuation(self, step_id: str) -> bool:
+        return self.storage.exists(self.key("continuations", step_id))
 
     def load_step_output(self, step_id: str) -> Any:
         key = self.key("steps", step_id)
@@ -261,6 +377,20 @@ class WorkflowStore:
         if meta.get("buffers"):
             payload, buffers = _codec.unframe(payload)
         return self._unpickle(key, payload, self._restore_object_refs, buffers)
+
+    def load_recorded_output(self, step_id: str, recorded_by: str) -> Any:
+        """The output of a step that another record (``recorded_by``) says was stored.
+
+        Its absence is damage (a lost write), so it is a ``CheckpointCorruptedError`` naming the
+        missing key, never a ``KeyNotFound`` that reads like "not finished yet".
+        """
+        try:
+            return self.load_step_output(step_id)
+        except KeyNotFound:
+            key = self.key("steps", step_id)
+            raise CheckpointCorruptedError(
+                key, f"the workflow's {recorded_by} record says it was stored, but it is missing"
+            ) from None
 
     def save_argument_objects(self, graph: Graph) -> None:
         """Store the values of ObjectRef arguments, so the stored graph names them by content hash."""
@@ -280,12 +410,13 @@ class WorkflowStore:
                 continue
         raise KeyNotFound(self.key("steps", step_id))
 
-    def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> None:
+    def save_continuation(self, step_id: str, graph: Graph, meta: dict[str, Any]) -> bool:
+        """Record the sub-graph a step returned, once; False when one was already recorded (it stays)."""
         self.save_functions(graph.functions)
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
         meta = {**meta, "outline": graph_outline(graph)}
-        self.storage.put(
+        return self._create(
             self.key("continuations", step_id), _codec.encode_record(RecordKind.CONTINUATION, meta, payload)
         )
 
@@ -302,9 +433,7 @@ class WorkflowStore:
         return set(self._listed_ids("steps")), set(self._listed_ids("continuations"))
 
     def save_step_name(self, name: str, step_id: str) -> None:
-        self.storage.put(
-            self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
-        )
+        self._put(self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))
 
     def step_id_for_name(self, name: str) -> str | None:
         try:
@@ -313,8 +442,10 @@ class WorkflowStore:
             return None
 
     # -- result -------------------------------------------------------------------------------
-    def save_result_pointer(self, step_id: str) -> None:
-        self.storage.put(self.key("result"), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))
+    def save_result_pointer(self, step_id: str) -> bool:
+        """Record which step holds the workflow's output, once; False when a result was already recorded."""
+        record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
+        return self._create(self.key("result"), record)
 
     def result_step_id(self) -> str | None:
         try:
@@ -326,7 +457,7 @@ class WorkflowStore:
     def save_tail(self, parent_step_id: str, step_id: str) -> None:
         """Remember a step on the output's continuation chain (and the step whose graph holds it)."""
         meta = {"parent": parent_step_id, "step_id": step_id}
-        self.storage.put(self.key("tail"), _codec.encode_record(RecordKind.POINTER, meta))
+        self._put(self.key("tail"), _codec.encode_record(RecordKind.POINTER, meta))
 
     def load_tail(self) -> tuple[str, str] | None:
         try:
@@ -348,7 +479,7 @@ class WorkflowStore:
     # -- events -------------------------------------------------------------------------------
     def save_pending_event(self, step_id: str, event: Any) -> None:
         record = _codec.encode_record(RecordKind.EVENT, {}, _codec.dumps(event))
-        self.storage.put(self.key("events", step_id), record)
+        self._put(self.key("events", step_id), record)
 
     def load_pending_event(self, step_id: str) -> tuple[bool, Any]:
         """(True, event) if the step received an event that may be unacknowledged, else (False, None)."""
@@ -393,7 +524,7 @@ class WorkflowStore:
 
     def save_receiving(self, step_id: str, key: str, number: int) -> None:
         record = _codec.encode_record(RecordKind.POINTER, {"key": key, "number": number})
-        self.storage.put(self.key("receivers", step_id), record)
+        self._put(self.key("receivers", step_id), record)
 
     def load_receiving(self, step_id: str, key: str) -> int | None:
         """The message number the step was taking under ``key`` when it last ran, if any."""

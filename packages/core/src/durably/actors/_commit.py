@@ -1,8 +1,11 @@
 """Applying calls to virtual actors: the optimistic transaction and the per-process cache.
 
 A mutating call reads the head record (the latest committed state), applies the method to a
-fresh copy of that state and commits ``log/<head + 1>`` with ``put_if_absent``. If another
-writer took that seq first, the call re-reads the new head and is applied again. Each process
+fresh copy of that state and commits ``log/<head + 1>`` with ``put_if_absent``, carrying the
+call ids of the records below it (``ancestry``). If another writer took that seq first, the
+call re-reads the new head and is applied again. A writer that finds its base compacted after
+writing tells a stale write (the slot had been compacted before) from a commit others built on
+by the current head's ancestry, so a stalled writer never applies a committed call twice. Each process
 keeps the head it last saw and probes forward (``get`` of head + 1) instead of listing the log;
 the listing is only for recovery. Where calls run, one at a time per actor, is ``_dispatch``'s job.
 """
@@ -22,7 +25,7 @@ from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
 from durably._plugins import hook
 from durably._resolve import open_storage
 from durably.actors._class import find_method, get_state, load_class, restore
-from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
+from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord, call_mark
 from durably.actors._subworkflows import delete_workflows, finish_returned_steps
 from durably.actors._target import RunningCall, Target, current_call
 from durably.storage import KeyNotFound
@@ -154,6 +157,7 @@ class ActorCore:
             found, result = self.committed_result(call_id)
             if found:
                 return result
+            self._refuse_if_applied_long_ago(head, call_id)
             func = find_method(cls, self.actor_id, method)
             instance = restore(cls, _codec.loads(head.state))
             seq = head.seq + 1
@@ -172,11 +176,12 @@ class ActorCore:
                 head.incarnation,
                 _codec.dumps(get_state(instance)),
                 _codec.dumps(result),
+                ancestry=(call_mark(head.call_id), *head.ancestry)[:ANCESTRY],
             )
             if not self.store.append(record):
                 continue  # another writer committed this seq: re-read the head and apply again
-            if not self.store.has(head.seq):
-                # Our base was compacted (or deleted) while we worked: the slot we wrote is a stale one.
+            if not self.store.has(head.seq) and not self._commit_stands(record):
+                # Our slot had been compacted before we wrote it: the write is stale, not a commit.
                 self.store.forget(seq)
                 self.forget_cache()
                 continue
@@ -188,6 +193,41 @@ class ActorCore:
                 self.store.compact(seq)
             delete_workflows(self.store, subworkflows)
             return result
+
+    def _refuse_if_applied_long_ago(self, head: CallRecord, call_id: str) -> None:
+        """Raise when the head's ancestry shows the call was applied, though its record is compacted.
+
+        A caller that retries a call id after many other commits (it crashed and restarted
+        slowly) must not have it applied a second time; its result is gone, so it gets an error.
+        """
+        mark = call_mark(call_id)
+        if mark in head.ancestry:
+            seq = head.seq - 1 - head.ancestry.index(mark)
+            raise WorkflowError(
+                f"call {call_id!r} of virtual actor {self.actor_id!r} was applied at seq {seq}, but its "
+                "record has been compacted away, so its result is gone; it is not applied again"
+            )
+
+    def _commit_stands(self, record: CallRecord) -> bool:
+        """Whether ``record``, written into a free slot after its base was compacted, is a real commit.
+
+        Its base being gone means either the slot had been compacted before this write (the write is
+        stale) or this writer stalled after committing while others went on and compacted (the call
+        is committed: applying it again would apply it twice). The current head's ancestry tells
+        which: it names the call at every seq below it, back ``ANCESTRY`` records.
+        """
+        self.forget_cache()
+        _, head = self.sync()
+        if head.seq == record.seq:
+            return head.call_id == record.call_id
+        distance = head.seq - 1 - record.seq
+        if 0 <= distance < len(head.ancestry):
+            return head.ancestry[distance] == call_mark(record.call_id)
+        raise WorkflowError(
+            f"call {record.call_id!r} of virtual actor {self.actor_id!r} was written at seq {record.seq} "
+            f"while its writer stalled for more than {ANCESTRY} commits by others, so whether it counts is "
+            "no longer known; it is not applied again"
+        )
 
     def apply_readonly(
         self, target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None

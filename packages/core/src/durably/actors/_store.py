@@ -18,6 +18,7 @@ ascending order, every record more than ``KEEP`` below a record whose ``seq`` is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -34,7 +35,16 @@ KEEP = 16
 #: A committer whose seq is a multiple of this deletes the records older than ``seq - KEEP``.
 COMPACT_EVERY = 16
 
+#: How many calls below it a record remembers: more than compaction can remove during one stall
+#: of a writer that outlasts fewer than ``ANCESTRY - KEEP`` commits by others.
+ANCESTRY = KEEP + 2 * COMPACT_EVERY
+
 _SEQ_DIGITS = 12
+
+
+def call_mark(call_id: str) -> str:
+    """A short, fixed-size stand-in for a call id in a record's ancestry."""
+    return hashlib.blake2b(call_id.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class CallRecord:
     incarnation: str
     state: bytes
     result: bytes
+    #: Short hashes (``call_mark``) of the call ids of the records below this one, nearest first,
+    #: ``ANCESTRY`` of them (none in older records): the history compaction would otherwise erase,
+    #: by which a stalled writer tells its commit from a write into a compacted slot.
+    ancestry: tuple[str, ...] = ()
 
 
 class ActorStore:
@@ -112,6 +126,7 @@ class ActorStore:
             "method": record.method,
             "incarnation": record.incarnation,
             "state_bytes": len(record.state),
+            "ancestry": list(record.ancestry),
             "committed_at": time.time(),
         }
         data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
@@ -137,6 +152,7 @@ class ActorStore:
             incarnation=str(meta["incarnation"]),
             state=bytes(payload[:split]),
             result=bytes(payload[split:]),
+            ancestry=tuple(str(mark) for mark in meta.get("ancestry", ())),
         )
 
     def read_meta(self, seq: int) -> dict[str, Any] | None:

@@ -81,16 +81,22 @@ class CodecStorage:
     def put(self, key: str, data: bytes) -> None:
         self.inner.put(key, self._encode(key, data))
 
-    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
-        """Store the record made of ``parts``; a first codec with ``encode_parts`` consumes them unjoined."""
+    def _encode_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> bytes:
         encode_parts = getattr(self.codecs[0], "encode_parts", None) if self.codecs else None
         if encode_parts is None:
-            self.put(key, b"".join(parts))
-            return
+            return self._encode(key, b"".join(parts))
         data: bytes = encode_parts(key, parts)
         for codec in self.codecs[1:]:
             data = codec.encode(key, data)
-        self.inner.put(key, data)
+        return data
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Store the record made of ``parts``; a first codec with ``encode_parts`` consumes them unjoined."""
+        self.inner.put(key, self._encode_parts(key, parts))
+
+    def put_parts_if_absent(self, key: str, parts: Sequence[bytes | memoryview]) -> bool:
+        """``put_parts`` creating the key only if it is absent (False when it existed: nothing written)."""
+        return self.inner.put_if_absent(key, self._encode_parts(key, parts))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self.inner.put_if_absent(key, self._encode(key, data))

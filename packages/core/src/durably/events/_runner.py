@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 from durably import _codec
 from durably._plugins import hook
 from durably._protocol import DONE, UNRESOLVED, UNRESOLVED_INPUT, StepFailure, StepOutcome, StepTask
-from durably._runner import load_function, record_finished_step, resolve_inputs, step_metadata
+from durably._runner import (
+    load_function,
+    record_finished_step,
+    recorded_outcome,
+    resolve_inputs,
+    step_metadata,
+)
 from durably._store import open_workflow_store
 from durably.events import EventListener
 from durably.events._context import EventStepContext, _current
@@ -48,6 +54,10 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
     """
     spec = task.spec
     store = open_workflow_store(task.storage_url, task.workflow_id)
+    # A retried event step (its actor restarted) keeps what it recorded: ``sleep`` its deadline.
+    recorded = await in_storage_thread(recorded_outcome, store, spec)
+    if recorded is not None:
+        return recorded
     values = await in_storage_thread(resolve_inputs, store, inputs)
     if values is None:
         return UNRESOLVED, UNRESOLVED_INPUT
@@ -84,5 +94,5 @@ async def run_event_step(task: StepTask, *inputs: Any) -> tuple[Any, StepOutcome
         raise StepFailure(task.workflow_id, spec.step_id, error) from error
     meta = step_metadata(spec, started, time.time(), attempts=1)
     # The event is always stored, whatever ``checkpoint`` says: delivery is exactly-once.
-    await in_storage_thread(record_finished_step, store, task, event, meta, True)
+    event = await in_storage_thread(record_finished_step, store, task, event, meta, True)
     return event, DONE

@@ -16,21 +16,27 @@ from durably._runner import EARLIER_ATTEMPTS, execute_step
 from durably.events._hosts import events_actor
 
 
-def _execute_step_counting_crashes(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
-    """``execute_step``, told how many earlier attempts of this task Ray retried after a crash.
+def _crashed_attempts() -> int | None:
+    """How many earlier attempts of the current Ray task crashed (Ray retried them), None if unknown.
 
+    Not in Ray's public API (nor its type stubs); the core worker has it since Ray 2.x.
+    """
+    core_worker = getattr(ray._private.worker.global_worker, "core_worker", None)
+    attempt = getattr(core_worker, "get_current_task_attempt_number", None)
+    return int(attempt()) if attempt is not None else None
+
+
+def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
+    """``execute_step`` in a Ray task, told about the attempts of it Ray retried after a crash.
+
+    A retried task (its worker died) looks for its checkpoint before running the step again.
     A step has one ``max_retries`` budget for crashes (retried by Ray) and exceptions (retried
     in the step), as Ray's tasks had; Ray's attempt number is the count of the crashed ones.
     """
+    crashed = _crashed_attempts()
+    token = EARLIER_ATTEMPTS.set(crashed or 0)  # unknown: count the exceptions only
     try:
-        # Not in Ray's public API (nor its type stubs); the core worker has it since Ray 2.x.
-        worker: Any = ray._private.worker.global_worker
-        crashed = int(worker.core_worker.get_current_task_attempt_number())
-    except AttributeError:  # a Ray without the attempt number: count the exceptions only
-        crashed = 0
-    token = EARLIER_ATTEMPTS.set(crashed)
-    try:
-        return execute_step(task, *inputs)
+        return execute_step(task, *inputs, retried=crashed != 0)  # unknown: look anyway
     finally:
         EARLIER_ATTEMPTS.reset(token)
 
@@ -42,7 +48,7 @@ class RayExecutor:
     has_cluster_host = True
 
     def __init__(self) -> None:
-        self._remote = ray.remote(num_returns=2)(_execute_step_counting_crashes)
+        self._remote = ray.remote(num_returns=2)(execute_ray_step)
         self._configured: dict[int, tuple[StepOptions, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}

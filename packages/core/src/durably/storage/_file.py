@@ -26,11 +26,38 @@ def _path_from_url(url: str) -> Path:
     return Path(unquote(parsed.path)).expanduser().resolve()
 
 
+def _sync_folder(folder: Path) -> None:
+    """Make the folder's entries (a file renamed or linked into it, a new subfolder) survive a power cut."""
+    if not hasattr(os, "O_DIRECTORY"):  # Windows: folders cannot be opened, NTFS journals them
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each one made durable in its parent."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue  # another writer created it (and made it durable)
+        _sync_folder(new.parent)
+
+
 class FileStorage:
     """Keys are files below a root folder; writes go to a temporary file, are fsynced, then renamed.
 
     Readers therefore see either the old value or the new one, never a part. ``put_if_absent``
     publishes the fsynced temporary file with ``link``, which fails atomically if the key exists.
+    The folder is fsynced after each rename or link (and after creating a folder), so a key that
+    was written survives a power cut with its folder, not only its bytes.
     """
 
     def __init__(self, url: str) -> None:
@@ -54,7 +81,7 @@ class FileStorage:
         return self.root / key
 
     def _write_temp(self, path: Path, data: bytes) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(path.parent)
         fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
         try:
             view = memoryview(data)
@@ -77,17 +104,19 @@ class FileStorage:
         except BaseException:
             os.unlink(temp_name)
             raise
+        _sync_folder(path.parent)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         temp_name = self._write_temp(path, data)
         try:
             os.link(temp_name, path)
-            return True
         except FileExistsError:
             return False
         finally:
             os.unlink(temp_name)
+        _sync_folder(path.parent)
+        return True
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import uuid
 from typing import Any
 
 import pytest
@@ -61,7 +62,11 @@ class CodecContract:
 
     def test_a_step_output_round_trips_through_a_workflow_store(self) -> None:
         store = WorkflowStore(
-            CodecStorage(MemoryStorage("memory://contract"), [self.codec_with_keys(["a"])]), "wf"
+            # A store of its own: named memory stores are shared, and a step output is written once.
+            CodecStorage(
+                MemoryStorage(f"memory://contract-{uuid.uuid4().hex}"), [self.codec_with_keys(["a"])]
+            ),
+            "wf",
         )
         store.save_step_output("s", {"answer": 42}, {"name": "s"})
         assert store.load_step_output("s") == {"answer": 42}

@@ -1,9 +1,10 @@
 """A driver process: ``python -m durably_faults.driver STORAGE EXECUTOR WORKFLOW_ID RUN_DIR run|resume``.
 
 It runs (or resumes) the workload and appends what it got to ``RUN_DIR/callers``: the output, or
-the error. A resume that finds another driver still running waits for the output instead, so
-every process that asked gets an answer to compare. ``DURABLY_FAULTS_LEASE_SECONDS`` shortens the
-lease in this process (so a paused driver loses it in seconds, not in 30).
+the error. A resume that finds another driver still running waits for the output instead (and
+resumes again if that driver dies), so every process that asked gets an answer to compare.
+``DURABLY_FAULTS_LEASE_SECONDS`` shortens the lease in this process (so a paused driver loses it
+in seconds, not in 30).
 """
 
 from __future__ import annotations
@@ -17,12 +18,25 @@ from durably_faults import ledger, workload
 
 
 def _shorten_lease(seconds: float) -> None:
-    # durably offers no setting for the lease period, only module constants (read at each
-    # renewal); a test that must outlive a lease in seconds sets them here, in its own process.
-    from durably import _lease
+    # Read by durably each time a lease is taken, in this process (the local executor's engines).
+    from durably._lease import LEASE_SECONDS_ENV
 
-    _lease.LEASE_SECONDS = seconds
-    _lease.RENEW_EVERY = seconds / 3
+    os.environ[LEASE_SECONDS_ENV] = str(seconds)
+
+
+def _resume_or_wait(workflow_id: str) -> object:
+    """Resume; if another driver runs it, wait for its output, and resume again if that driver died."""
+    for _ in range(20):
+        try:
+            return workflow.resume(workflow_id)
+        except workflow.WorkflowRunningError:
+            pass
+        try:
+            return workflow.get_output(workflow_id, timeout=600)
+        except workflow.WorkflowError:
+            if workflow.get_status(workflow_id) != workflow.WorkflowStatus.RESUMABLE:
+                raise
+    return workflow.resume(workflow_id)
 
 
 def main(storage: str, executor: str, workflow_id: str, run_dir: str, mode: str) -> None:
@@ -36,10 +50,7 @@ def main(storage: str, executor: str, workflow_id: str, run_dir: str, mode: str)
         if mode == "run":
             output = workload.build(str(Path(run_dir, "ledger"))).run(workflow_id=workflow_id)
         else:
-            try:
-                output = workflow.resume(workflow_id)
-            except workflow.WorkflowRunningError:
-                output = workflow.get_output(workflow_id, timeout=600)
+            output = _resume_or_wait(workflow_id)
     except BaseException as exc:
         ledger.append(callers, event="error", mode=mode, error=f"{type(exc).__name__}: {exc}"[:2000])
         raise

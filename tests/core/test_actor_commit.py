@@ -1,0 +1,91 @@
+"""The virtual-actor commit: a writer that stalls after committing never applies its call twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from durably import workflow
+from durably._errors import WorkflowError
+from durably.actors._commit import ActorCore
+from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
+from durably.actors._target import Target
+
+
+@workflow.virtual_actor
+class Tally:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def incr(self) -> int:
+        self.count += 1
+        return self.count
+
+
+class _Stalls(ActorStore):
+    """The stalled writer's storage: while it stalls (before or after its first write), others go on."""
+
+    def __init__(self, store: ActorStore, others: ActorCore, target: Target, calls: int, after: bool) -> None:
+        super().__init__(store.storage, store.actor_id)
+        self.others, self.target, self.calls, self.after = others, target, calls, after
+
+    def _others_go_on(self) -> None:
+        for number in range(self.calls):
+            self.others.apply(self.target, "incr", (), {}, f"other-{number}")
+        self.calls = 0
+
+    def append(self, record: CallRecord) -> bool:
+        if not self.after:
+            self._others_go_on()
+        committed = super().append(record)
+        if self.after:
+            self._others_go_on()
+        return committed
+
+
+CALLS_WHILE_STALLED = KEEP + COMPACT_EVERY - 1  # enough for a compaction to remove the writer's base and slot
+
+
+def _stalled_writer(tmp_path: Path, after: bool) -> tuple[ActorCore, ActorCore, Target]:
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    others = ActorCore(storage_url, "tally")
+    stalled = ActorCore(storage_url, "tally")
+    stalled.store = _Stalls(stalled.store, others, target, CALLS_WHILE_STALLED, after)
+    return stalled, others, target
+
+
+def test_a_writer_that_stalls_past_a_compaction_after_committing_does_not_apply_its_call_again(
+    tmp_path: Path,
+) -> None:
+    stalled, others, target = _stalled_writer(tmp_path, after=True)
+    assert stalled.apply(target, "incr", (), {}, "stalled-call") == 1
+    assert others.apply(target, "incr", (), {}, "last") == CALLS_WHILE_STALLED + 2
+
+
+def test_a_writer_whose_slot_was_compacted_before_it_wrote_applies_its_call_on_the_new_head(
+    tmp_path: Path,
+) -> None:
+    stalled, others, target = _stalled_writer(tmp_path, after=False)
+    assert stalled.apply(target, "incr", (), {}, "stalled-call") == CALLS_WHILE_STALLED + 1
+    assert others.apply(target, "incr", (), {}, "last") == CALLS_WHILE_STALLED + 2
+
+
+def test_a_call_id_retried_after_its_record_was_compacted_is_refused_not_applied_again(
+    tmp_path: Path,
+) -> None:
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    core = ActorCore(storage_url, "tally")
+    core.apply(target, "incr", (), {}, "early")
+    for number in range(KEEP + COMPACT_EVERY):
+        core.apply(target, "incr", (), {}, f"later-{number}")
+    restarted = ActorCore(storage_url, "tally")  # a caller process that restarted and retries
+    with pytest.raises(WorkflowError, match=r"'early'.*compacted away"):
+        restarted.apply(target, "incr", (), {}, "early")
+    assert restarted.apply(target, "incr", (), {}, "last") == KEEP + COMPACT_EVERY + 2

@@ -1,0 +1,142 @@
+"""The lease: identity read when taken, expiry by the contender's own clock, self-fencing, epochs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durably import _lease, workflow
+from durably._errors import WorkflowError
+from durably._graph import flatten
+from durably._inspect import workflow_store
+from durably._lease import Lease, identity, lease_is_live
+from durably._store import WorkflowStore
+from durably.storage import FileStorage, TransientStorageError
+
+PREFIX = "workflows/wf/lease"
+
+
+@workflow.step
+def noop() -> None:
+    return None
+
+
+WAIT = 60.0
+
+
+def _storage(tmp_path: Path) -> FileStorage:
+    return FileStorage(str(tmp_path / "storage"))
+
+
+def _hold_in_forked_child(root: str, ready: Any, done: Any) -> None:
+    lease = Lease(FileStorage(root), PREFIX, "wf")
+    lease.acquire()
+    ready.set()
+    done.wait(WAIT)
+    lease.release()
+
+
+def test_a_process_forked_after_import_is_seen_alive_while_it_holds_the_lease(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    child = context.Process(target=_hold_in_forked_child, args=(str(tmp_path / "storage"), ready, done))
+    child.start()
+    try:
+        assert ready.wait(WAIT)
+        assert lease_is_live(storage, PREFIX)
+    finally:
+        done.set()
+        child.join(WAIT)
+
+
+def _foreign_record(storage: FileStorage, period: float, **identity_fields: Any) -> None:
+    record = {
+        "owner": "other",
+        "host": "another-machine",
+        "pid": 1,
+        "pid_start": "1",
+        "period": period,
+        "beat": 0,
+    }
+    record.update(identity_fields)
+    storage.put(f"{PREFIX}/{0:010d}", json.dumps(record).encode())
+
+
+def test_a_holder_on_another_machine_is_not_judged_by_its_wall_clock(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    _foreign_record(storage, period=30.0, expires_at=0.0)  # its clock is far behind ours
+    assert lease_is_live(storage, PREFIX)
+
+
+def test_a_holder_in_another_pid_namespace_of_this_host_is_not_judged_by_pid(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    mine = identity()
+    _foreign_record(
+        storage, period=30.0, host=mine["host"], boot_id=mine["boot_id"], pid_ns="pid:[1]", pid=2**22 + 1
+    )
+    assert lease_is_live(storage, PREFIX)
+
+
+def test_a_holder_whose_record_stopped_changing_for_a_period_is_taken_over(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    _foreign_record(storage, period=0.3)
+    lease = Lease(storage, PREFIX, "wf")
+    lease.acquire()  # watches the record for a full period, then takes the next epoch
+    try:
+        assert lease.number == 1
+    finally:
+        lease.release()
+
+
+class _LeaseWritesFail(FileStorage):
+    failing = False
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.failing and "/lease/" in key:
+            raise TransientStorageError("injected: lease renewal refused")
+        super().put(key, data)
+
+
+def test_a_holder_that_cannot_renew_stops_driving_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_lease.LEASE_SECONDS_ENV, "0.4")
+    storage = _LeaseWritesFail(str(tmp_path / "storage"))
+    lease = Lease(storage, PREFIX, "wf")
+    lease.acquire()
+    storage.failing = True
+    deadline = time.monotonic() + WAIT
+    while not lease.lost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lease.lost
+    assert isinstance(lease.renew_error, TransientStorageError)
+
+
+def test_a_status_written_under_an_older_epoch_does_not_replace_the_newer(tmp_path: Path) -> None:
+    store = WorkflowStore(_storage(tmp_path), "wf")
+    store.save_status("SUCCESSFUL", epoch=2)
+    store.save_status("RUNNING", epoch=1)  # a driver that lost its lease, waking up
+    assert (store.load_status_meta() or {})["status"] == "SUCCESSFUL"
+
+
+def test_get_output_without_timeout_does_not_wait_for_a_workflow_queued_by_a_dead_process(
+    tmp_path: Path,
+) -> None:
+    workflow.init(storage=str(tmp_path / "wfs"), executor="local")
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    queued_by = {**identity(), "pid": int(exited.stdout)}
+    store = workflow_store("orphan")
+    store.create(flatten(noop.step()), {})
+    store.save_status("PENDING", epoch=0, queued_at=time.time(), queued_by=queued_by)
+    with pytest.raises(WorkflowError, match="resume"):
+        workflow.get_output("orphan")
