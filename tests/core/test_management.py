@@ -67,6 +67,27 @@ def test_resume_runs_only_the_unfinished_steps(wf: Any, counter_dir: Path) -> No
     assert wf.get_status("resumed") == wf.WorkflowStatus.SUCCESSFUL
 
 
+@workflow.step
+def slow_counted(counter_dir: str, name: str, value: Any) -> Any:
+    time.sleep(1.0)
+    record_run(counter_dir, name)
+    return value
+
+
+def test_a_failure_is_reported_once_the_running_siblings_have_checkpointed(
+    wf: Any, counter_dir: Path
+) -> None:
+    # The sibling is still running when the gate fails. Reporting the failure at once would let
+    # a resume start while it runs, and run it a second time (found by CI on S3).
+    flow = combine.step(slow_counted.step(str(counter_dir), "sibling", 1), gate.step(str(counter_dir), 2))
+    with pytest.raises(wf.WorkflowExecutionError):
+        flow.run(workflow_id="drained")
+    assert count_runs(counter_dir, "sibling") == 1
+    (counter_dir / "open").touch()
+    assert wf.resume("drained") == [1, 2]
+    assert count_runs(counter_dir, "sibling") == 1
+
+
 def test_resume_async_returns_a_handle_to_the_output(wf: Any, counter_dir: Path) -> None:
     with pytest.raises(wf.WorkflowExecutionError):
         _failing_flow(counter_dir).run(workflow_id="resumed-async")

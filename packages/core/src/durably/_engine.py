@@ -377,14 +377,37 @@ class WorkflowEngine:
         except Cancelled:
             self.executor.cancel(list(self.inflight))
             raise
-        except BaseException:
-            # After a failure, steps on other branches finish and checkpoint (less to redo on
-            # resume); those that consumed the failed output fail by themselves. Only waits for
-            # events are stopped: they may never end, and nothing will consume them now.
-            self.executor.cancel(
-                [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
-            )
+        except UncaughtStepFailure:
+            self._drain()
             raise
+        except BaseException:
+            self._cancel_event_waits()
+            raise
+
+    def _cancel_event_waits(self) -> None:
+        """Stop the waits for events: they may never end, and nothing will consume them now."""
+        self.executor.cancel(
+            [info for info, step_id in self.inflight.items() if self.nodes[step_id].spec.event]
+        )
+
+    def _drain(self) -> None:
+        """After a step failed, let the steps already running on other branches finish.
+
+        They checkpoint their results, so a resume does not run them again, and the failure is
+        reported only once no step of this run is still running (a resume started right after
+        the error would otherwise race them). Steps that consumed the failed output fail by
+        themselves; nothing new is submitted. A cancellation still stops the wait.
+        """
+        self._cancel_event_waits()
+        pending = [info for info, step_id in self.inflight.items() if not self.nodes[step_id].spec.event]
+        while pending:
+            ready = set(self.executor.wait(pending, timeout=CANCEL_CHECK_SECONDS))
+            pending = [info for info in pending if info not in ready]
+            if self.cancel_event.is_set() or self.store.cancel_requested():
+                self.executor.cancel(pending)
+                return
+            if self.lease is not None and self.lease.lost:
+                return  # the driver that took over owns these steps now
 
     def _next_window(self) -> list[Any]:
         """Up to WAIT_WINDOW in-flight outcome handles, taken off the front of the watch queue."""
