@@ -99,6 +99,9 @@ class WorkflowEngine:
         # likely will again, so their consumers are held back until the outcome is known.
         self.continuing: set[str] = set()
         self.running: set[str] = set()
+        #: The steps whose uncaught failure ends this run (the one that failed, and the consumer
+        #: whose outcome reported it).
+        self.failed_steps: set[str] = set()
         self.finished_values, self.finished_continuations = store.finished_steps()
         self._register(graph, dynamic=False, frame_owner=None)
         self.output = graph.output
@@ -319,6 +322,7 @@ class WorkflowEngine:
             failed_step, cause = step_id, error
         owner = self._catching_owner(step_id)
         if owner is None:
+            self.failed_steps.update((step_id, failed_step))
             raise UncaughtStepFailure(failed_step, cause)
         self._resolve_catcher(owner, value=None, error=cause)
 
@@ -399,15 +403,28 @@ class WorkflowEngine:
         themselves; nothing new is submitted. A cancellation still stops the wait.
         """
         self._cancel_event_waits()
-        pending = [info for info, step_id in self.inflight.items() if not self.nodes[step_id].spec.event]
+        # Consumers of the failed output (in submission order, so a chain is one pass) cannot
+        # run: they are not waited for, and a 5,000-step tail of a chain costs nothing.
+        doomed = set(self.failed_steps)
+        pending: list[Any] = []
+        for info, step_id in self.inflight.items():
+            node = self.nodes[step_id]
+            if any(dependency in doomed for dependency in node.spec.dependencies):
+                doomed.add(step_id)
+            elif not node.spec.event:
+                pending.append(info)
+        next_check = time.monotonic() + CANCEL_CHECK_SECONDS
         while pending:
-            ready = set(self.executor.wait(pending, timeout=CANCEL_CHECK_SECONDS))
-            pending = [info for info in pending if info not in ready]
-            if self.cancel_event.is_set() or self.store.cancel_requested():
-                self.executor.cancel(pending)
-                return
-            if self.lease is not None and self.lease.lost:
-                return  # the driver that took over owns these steps now
+            window = pending[:WAIT_WINDOW]
+            ready = set(self.executor.wait(window, timeout=CANCEL_CHECK_SECONDS))
+            pending = [info for info in window if info not in ready] + pending[WAIT_WINDOW:]
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                if self.cancel_event.is_set() or self.store.cancel_requested():
+                    self.executor.cancel(pending)
+                    return
+                if self.lease is not None and self.lease.lost:
+                    return  # the driver that took over owns these steps now
 
     def _next_window(self) -> list[Any]:
         """Up to WAIT_WINDOW in-flight outcome handles, taken off the front of the watch queue."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from urllib.parse import unquote, urlparse
 
 from durably.storage._base import KeyNotFound, StoragePermanentError, validate_key
 
+#: How often a folder refilled by a racing writer is walked again before deletion gives up.
+_DELETE_PASSES = 5
 _TEMP_PREFIX = ".durably-tmp-"
 # fdatasync skips flushing metadata (such as access times) that a checkpoint does not need.
 _sync_data = getattr(os, "fdatasync", os.fsync)
@@ -159,12 +162,22 @@ class FileStorage:
         if path.is_file():
             path.unlink(missing_ok=True)
             deleted += 1
-        if path.is_dir():
+        # A writer racing the deletion (a lease attempt's temporary file) may add or remove
+        # entries while the tree is walked: missing entries are fine, and a folder that was
+        # refilled is walked again.
+        for _attempt in range(_DELETE_PASSES):
+            if not path.is_dir():
+                break
             for folder, subfolders, files in os.walk(path, topdown=False):
                 for name in files:
-                    os.unlink(os.path.join(folder, name))
-                    deleted += 0 if name.startswith(_TEMP_PREFIX) else 1
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+                        deleted += 0 if name.startswith(_TEMP_PREFIX) else 1
                 for name in subfolders:
-                    os.rmdir(os.path.join(folder, name))
-            os.rmdir(path)
+                    with contextlib.suppress(FileNotFoundError, OSError):
+                        os.rmdir(os.path.join(folder, name))
+            with contextlib.suppress(FileNotFoundError, OSError):
+                os.rmdir(path)
+        if path.is_dir():
+            raise OSError(f"{path} kept being written to while it was deleted; delete it again")
         return deleted
