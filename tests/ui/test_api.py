@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from conftest import TOKEN, wait_for_status
 from fastapi.testclient import TestClient
 
 from durably import workflow
+from durably.codecs import LEGACY_ENV, SIGNING_KEY_ENV
 from durably_ui import create_app
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -103,6 +106,35 @@ def test_output_preview_with_show_outputs_is_bounded(storage: str) -> None:
         cut = client.get("/api/workflows/ok-1/output", params={"max_chars": 5}).json()["preview"]
     assert "'items': 3" in full
     assert len(cut) <= 5 + 20  # the preview says it was cut, in a few more characters
+
+
+@pytest.fixture
+def signed_storage(storage: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The storage, with this process signing and checking every record (the ``sign`` codec)."""
+    secret = base64.b64encode(hashlib.sha256(b"ui test signing key").digest()).decode()
+    monkeypatch.setenv(SIGNING_KEY_ENV, f"ui-1:{secret}")
+    workflow.init(storage=storage, executor="local")
+    return storage
+
+
+def test_output_preview_is_allowed_on_a_signed_store(signed_storage: str) -> None:
+    ui_workflows.fetch.step(1).run(workflow_id="ok-1")
+    with TestClient(create_app(signed_storage, token=TOKEN, executor="local")) as client:
+        answer = client.get("/api/workflows/ok-1/output")
+        page = client.get("/workflows/ok-1").text
+    assert answer.status_code == 200, answer.text
+    assert "'items': 3" in answer.json()["preview"]
+    assert 'class="preview"' in page  # the step table offers its output
+
+
+def test_output_preview_is_refused_while_unsigned_legacy_records_are_accepted(
+    signed_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ui_workflows.fetch.step(1).run(workflow_id="ok-1")
+    monkeypatch.setenv(LEGACY_ENV, "1")  # a planted unsigned record would be unpickled
+    with TestClient(create_app(signed_storage, token=TOKEN, executor="local")) as client:
+        answer = client.get("/api/workflows/ok-1/output")
+    assert answer.status_code == 403
 
 
 def test_event_endpoint_delivers_the_json_body_like_send_event(client: TestClient) -> None:

@@ -27,6 +27,7 @@ from durably._retention import FINAL_STATUSES, expiry
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors._store import ActorStore, list_actor_ids
+from durably.codecs import checks_signatures
 
 T = TypeVar("T")
 
@@ -163,6 +164,9 @@ class Inspector:
     def __init__(self, storage_url: str) -> None:
         self.storage_url = normalize_storage_url(storage_url)
         self.storage = open_storage(self.storage_url)
+        #: True when this process checks the signature of every record it reads (a ``sign``
+        #: codec, no unsigned-legacy window): a tampered output is refused, not unpickled.
+        self.signed = checks_signatures(self.storage)
 
     # -- workflows ----------------------------------------------------------------------------
     def _store(self, workflow_id: str) -> WorkflowStore:
