@@ -80,6 +80,26 @@ def test_steps_have_their_status_and_edges(client: TestClient, tmp_path: Path) -
     assert steps["fetch"]["step_id"] in steps["check_stock"]["depends_on"]
 
 
+def test_a_failed_step_has_its_start_duration_and_error(client: TestClient, tmp_path: Path) -> None:
+    failed_order(tmp_path)
+    (failed,) = [step for step in client.get("/api/workflows/order-failed/steps").json() if step["error"]]
+    assert failed["name"].endswith("check_stock") and failed["status"] == "FAILED"
+    assert failed["start"] is not None and failed["duration"] is not None
+    assert "warehouse offline" in failed["error"]["message"]
+
+
+def test_the_timeline_draws_a_failed_step_with_its_error(client: TestClient, tmp_path: Path) -> None:
+    failed_order(tmp_path)
+    page = client.get("/workflows/order-failed").text
+    timeline = page[
+        page.index('<svg class="timeline"') : page.index("</svg>", page.index('<svg class="timeline"'))
+    ]
+    bar = timeline[timeline.index('<g class="bar s-FAILED">') :]
+    bar = bar[: bar.index("</g>")]
+    assert "check_stock" in bar and "failed after" in bar and "RuntimeError: warehouse offline" in bar
+    assert "<rect " in bar
+
+
 def test_steps_include_the_continuation_a_step_returned(client: TestClient) -> None:
     ui_workflows.plan.step(4).run(workflow_id="planned")
     (plan,) = [step for step in client.get("/api/workflows/planned/steps").json() if "plan" in step["name"]]

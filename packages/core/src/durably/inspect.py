@@ -82,6 +82,8 @@ class StepView:
     status: str
     #: 0 when unknown.
     attempts: int
+    #: Unix seconds, and seconds to its end; for the step that failed the workflow, from its first
+    #: attempt's start to its last attempt's end (None in records written before they were kept).
     start: float | None
     duration: float | None
     #: The step's user metadata.
@@ -454,6 +456,10 @@ class _StepTree:
         self.driven = status == WorkflowStatus.RUNNING
         self.failed_step = record.get("failed_step") if status == WorkflowStatus.FAILED else None
         self.failed_attempts = record.get("failed_attempts")
+        self.failed_times = {
+            "start_time": record.get("failed_step_start"),
+            "end_time": record.get("failed_step_end"),
+        }
         self.error = error
         self.values, self.continuations = store.finished_steps()
         self.max_steps = max_steps
@@ -515,6 +521,7 @@ class _StepTree:
         elif step_id == self.failed_step:
             status, error = WorkflowStatus.FAILED.value, self.error
             attempts = self.failed_attempts
+            meta = {**meta, **self.failed_times}  # its attempts' start and end, from the status record
         elif self.driven and all(dep in self.values or dep in self.continuations for dep in depends_on):
             status = WorkflowStatus.RUNNING.value
         else:
