@@ -195,6 +195,13 @@ def test_show_prints_a_continuation_loop_flat(store: dict[str, Any]) -> None:
     assert max(len(line) - len(line.lstrip(" │├└─")) for line in lines) < 12
 
 
+def test_show_prints_a_loop_longer_than_the_json_nesting_limit_whole(store: dict[str, Any]) -> None:
+    countdown.step(80).run(workflow_id="long-loop")  # the read model nests 64 levels by default
+    output = run("show", "long-loop", storage=store["storage"]).output
+    assert output.count("↪ continued as") == 80
+    assert "step tree cut" not in output
+
+
 @workflow.step
 def split(n: int) -> Any:
     return add.step(add.step(n, 1), 1)

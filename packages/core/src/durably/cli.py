@@ -321,6 +321,10 @@ def _step_label(step: StepView) -> str:
     return "  ".join(part for part in parts if part)
 
 
+#: The most steps ``durably show`` draws (the read model's default).
+_SHOWN_STEPS = 5000
+
+
 def _add_error(node: Tree, step: StepView) -> None:
     if step.error is not None:
         node.add(f"[red]{escape(step.error.type)}: {escape(step.error.message)}[/red]")
@@ -368,10 +372,11 @@ def _step_tree(detail: WorkflowDetail) -> Tree:
 @json_option
 def show(storage: str, workflow_id: str, as_json: bool) -> None:
     """Show a workflow: status, metadata, error with its traceback, and its steps as a tree."""
-    detail = _inspector(storage).get_workflow(workflow_id)
-    if as_json:
-        _print_json(_plain(detail))
+    if as_json:  # nested as stored, so as deep as the default cut (64 levels)
+        _print_json(_plain(_inspector(storage).get_workflow(workflow_id)))
         return
+    # Drawn flat, a chain of continuations costs lines, not depth: only the step count cuts it.
+    detail = _inspector(storage).get_workflow(workflow_id, max_depth=_SHOWN_STEPS, max_steps=_SHOWN_STEPS)
     summary = detail.summary
     console = _console()
     lines = [
