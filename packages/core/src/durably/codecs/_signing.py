@@ -6,10 +6,10 @@ import hashlib
 import hmac
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from durably.codecs._base import CodecStorage, RecordRefusedError, pack_prefix, unpack_prefix
 from durably.codecs._keys import KeyRing, key_ring_from_environment
+from durably.storage import Storage
 
 MAGIC = b"DRBS"
 VERSION = 1
@@ -107,7 +107,7 @@ class SigningCodec:
         return data[end + _MAC_SIZE :]
 
 
-def checks_signatures(storage: Any) -> bool:
+def checks_signatures(storage: Storage) -> bool:
     """Whether every record read from ``storage`` has its signature checked before it is unpickled.
 
     True when the storage runs its records through a ``sign`` codec that refuses unsigned ones
