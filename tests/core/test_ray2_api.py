@@ -7,6 +7,7 @@ error handling, recovery, metadata, cancellation), on both durably executors.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -275,6 +276,35 @@ def test_resume_runs_only_the_unfinished_steps(wf: Any, counter_dir: Path) -> No
     assert count_runs(counter_dir, "before") == 1
     assert count_runs(counter_dir, "gate") == 2
     assert wf.get_status("recover") == wf.WorkflowStatus.SUCCESSFUL
+
+
+def test_get_output_of_a_failed_workflow_raises_an_error_of_the_step_error_type(wf: Any) -> None:
+    # Ray's get_output raised the task's own error type; durably's error is also that type.
+    @ray.remote
+    def rejects() -> int:
+        raise LookupError("no row 7")
+
+    with pytest.raises(wf.WorkflowExecutionError):
+        wf.run(rejects.options(max_retries=0).bind(), workflow_id="rejected")
+    with pytest.raises(LookupError, match="no row 7") as raised:
+        wf.get_output("rejected")
+    assert isinstance(raised.value, wf.WorkflowExecutionError)
+    assert isinstance(raised.value.__cause__, LookupError)
+
+
+def test_an_error_of_the_step_error_type_survives_pickling(wf: Any) -> None:
+    @ray.remote
+    def rejects() -> int:
+        raise LookupError("no row 7")
+
+    with pytest.raises(wf.WorkflowExecutionError):
+        wf.run(rejects.options(max_retries=0).bind(), workflow_id="rejected")
+    with pytest.raises(LookupError) as raised:
+        wf.get_output("rejected")
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert isinstance(copy, LookupError)
+    assert isinstance(copy, wf.WorkflowExecutionError)
+    assert str(copy) == str(raised.value)
 
 
 # -- task ids and metadata ----------------------------------------------------------------------

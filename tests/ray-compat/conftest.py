@@ -52,11 +52,7 @@ class _ClusterPool:
                 f"ray-compat fixtures cannot start a cluster with {sorted(unknown)}; "
                 f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
             )
-        asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
-        key = (
-            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
-            json.dumps(params.get("resources", {})),
-        )
+        key = self.key_of(params)
         if key != self._key:
             ray.shutdown()
             self.stop()
@@ -66,6 +62,15 @@ class _ClusterPool:
         if not ray.is_initialized():
             ray.init(address=self._cluster.address, log_to_driver=False)
         return self._cluster
+
+    @staticmethod
+    def key_of(params: dict[str, Any]) -> tuple[int, str]:
+        """The cluster a test's ray.init() keywords get: (CPUs, resources as JSON)."""
+        asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
+        return (
+            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
+            json.dumps(params.get("resources", {}), sort_keys=True),
+        )
 
     def _start(self, num_cpus: int, resources: str, attempts: int = 10) -> None:
         """A loaded machine can miss Ray's 30 s node registration or GCS timeouts: retry."""
@@ -115,27 +120,23 @@ def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) 
 @pytest.fixture
 def workflow_start_regular(
     _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+) -> str:
     """Ray: a fresh ray.init() (with the test's ray.init kwargs) and workflow.init() on fresh storage."""
-    import ray
-
     storage = tmp_path / "workflow-storage"
     # Ray's storage belonged to the cluster, so drivers a test starts saw it too.
     monkeypatch.setenv("DURABLY_STORAGE", str(storage))
-    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
-    ray.shutdown()
+    # The driver stays connected for the next test (connecting costs seconds on a loaded
+    # machine); durably's state is per storage, and each test gets a fresh one.
+    return _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
 
 
 @pytest.fixture(scope="module")
 def workflow_start_regular_shared(
     _ray_pool: _ClusterPool, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[str]:
+) -> str:
     """Ray: like workflow_start_regular, shared by every test of one module."""
-    import ray
-
     storage = tmp_path_factory.mktemp("workflow-storage")
-    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
-    ray.shutdown()
+    return _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
 
 
 @pytest.fixture
@@ -184,14 +185,9 @@ def shutdown_only(
 
 
 @pytest.fixture
-def ray_start_regular(
-    _ray_pool: _ClusterPool, _default_storage: Path, request: pytest.FixtureRequest
-) -> Iterator[str]:
+def ray_start_regular(_ray_pool: _ClusterPool, _default_storage: Path, request: pytest.FixtureRequest) -> str:
     """Ray: a connected driver (with the test's ray.init kwargs), no workflow.init()."""
-    import ray
-
-    yield _ray_pool.connect(getattr(request, "param", {})).address
-    ray.shutdown()
+    return _ray_pool.connect(getattr(request, "param", {})).address
 
 
 @pytest.fixture(scope="module")
@@ -239,12 +235,33 @@ def pytest_collection_modifyitems(
     stale = [test for test in table if test.split("::")[0] in collected_files and test not in known]
     if stale:
         raise pytest.UsageError(f"{NOT_APPLICABLE_FILE.name} names tests that do not exist: {stale}")
+    # Tests that need the same cluster run together: a new cluster is the slow part of the suite.
+    # The sort is stable, so each file's tests keep their order within a cluster size.
+    keys = sorted({_cluster_key(item) for item in ours})
+    items.sort(key=lambda item: keys.index(_cluster_key(item)) if item in ours else -1)
     reasons = {item: _reason_not_run(item, table) for item in ours}
     deselected = [item for item, reason in reasons.items() if reason]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
     config.stash[_DESELECTED] = [(item.nodeid, str(reasons[item])) for item in deselected]
+
+
+#: The fixtures whose indirect parameter is ray.init() keywords (a cluster's size).
+CLUSTER_FIXTURES = (
+    "workflow_start_regular",
+    "workflow_start_regular_shared",
+    "ray_start_regular",
+    "ray_start_regular_shared",
+)
+
+
+def _cluster_key(item: pytest.Item) -> tuple[int, str]:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in CLUSTER_FIXTURES:
+        if isinstance(params.get(name), dict):
+            return _ClusterPool.key_of(params[name])
+    return _ClusterPool.key_of({})
 
 
 def _reason_not_run(item: pytest.Item, table: dict[str, str]) -> str | None:

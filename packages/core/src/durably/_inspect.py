@@ -16,6 +16,7 @@ from durably._errors import (
     WorkflowError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
+    also_instance_of,
 )
 from durably._ids import validate_workflow_id
 from durably._lease import lease_is_live, process_is_gone
@@ -86,6 +87,13 @@ def failure_of(store: WorkflowStore) -> BaseException:
     )
 
 
+def _as_step_error(error: BaseException) -> BaseException:
+    """A failed workflow's error, also of its step's error type: Ray's ``get_output`` raised that."""
+    if isinstance(error, WorkflowExecutionError) and isinstance(error.__cause__, Exception):
+        return also_instance_of(error, type(error.__cause__))
+    return error
+
+
 def step_name(name: str | None, task_id: str | None) -> str | None:
     """``task_id`` is Ray 2.x's word for a step's name."""
     if task_id is not None and name is not None and task_id != name:
@@ -105,7 +113,7 @@ def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> 
             return value
         status = status_of(store)
         if status == WorkflowStatus.FAILED:
-            raise failure_of(store)
+            raise _as_step_error(failure_of(store))
         if status == WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(workflow_id)
         if status == WorkflowStatus.RESUMABLE or (
