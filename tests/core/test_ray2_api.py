@@ -317,6 +317,28 @@ def test_task_id_names_the_step_for_get_output(wf: Any, executor: str) -> None:
     assert (ray.get(handle) if executor == "ray" else handle.result()) == 10
 
 
+def test_get_output_async_of_a_task_right_after_run_async_waits_for_it(
+    wf: Any, executor: str, tmp_path: Path
+) -> None:
+    # Asked before the workflow's engine has started it: the reader must wait, not say that
+    # nothing runs the workflow.
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def gated(path: str) -> int:
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        return 7
+
+    run = wf.run_async(
+        gated.options(**workflow.options(task_id="gated")).bind(str(gate)), workflow_id="early"
+    )
+    output = wf.get_output_async("early", task_id="gated")
+    gate.touch()
+    assert (ray.get(output) if executor == "ray" else output.result()) == 7
+    assert (ray.get(run) if executor == "ray" else run.result()) == 7
+
+
 def test_task_id_inside_a_continuation_is_found_by_get_output(wf: Any) -> None:
     @ray.remote
     def outer(x: int) -> Any:

@@ -259,7 +259,7 @@ def get_output(
 
     ``task_id`` is an alias of ``name``, as Ray 2.x called it.
     """
-    return output_of(existing_store(workflow_id), step_name(name, task_id), timeout)
+    return output_of(existing_store(workflow_id), step_name(name, task_id), timeout, _started_here)
 
 
 def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | None = None) -> dict[str, Any]:
