@@ -7,17 +7,21 @@ runs, as a deploy changes the cluster's code.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from durably import workflow
 from durably._resolve import open_storage
 from durably._snapshots import package_uri
 from durably._store import code_package_key
+from durably.actors._ray_host import stop_host
+from durably.cli import cli
 from durably.workflow import WorkflowExecutionError
 
 pytestmark = pytest.mark.multinode
@@ -110,6 +114,19 @@ def test_resuming_with_an_upgrade_runs_the_unfinished_steps_with_the_current_cod
     assert workflow.resume("snap-upgrade", runtime_env="current") == ["v1", "v2"]
 
 
+def test_durably_resume_upgrade_code_runs_the_unfinished_steps_with_the_current_code(
+    storage: str, tmp_path: Path
+) -> None:
+    code, gate = tmp_path / "code", tmp_path / "gate"
+    start_stopped_at_the_gate(storage, code, gate, "snap-cli")
+    write_version(code, "v2")
+    gate.touch()
+    arguments = ["resume", "snap-cli", "--storage", storage, "--executor", "ray", "--upgrade-code", "--json"]
+    result = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["v1", "v2"]
+
+
 def test_identical_code_is_stored_once(storage: str, tmp_path: Path) -> None:
     code = tmp_path / "code"
     write_version(code, "v1")
@@ -131,6 +148,8 @@ def test_a_virtual_actor_call_runs_with_the_code_captured_when_the_actor_was_cre
     actor = Versions.get_or_create("snap-actor")
     assert actor.record.run() == ["v1"]
     write_version(code, "v2")
+    stop_host(actor.target)  # the next call starts a new Ray host, on a cluster without the package
+    forget_packages_on_the_cluster(storage)
     workflow.init(storage=storage, executor="ray")
     assert workflow.get_actor("snap-actor").record.run() == ["v1", "v1"]
 
@@ -148,7 +167,7 @@ def test_a_runtime_env_with_the_local_executor_is_refused_before_anything_is_sto
 
 
 def test_unknown_runtime_env_keys_are_refused_with_the_supported_ones(storage: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'image_uri'.*supported: working_dir, py_modules"):
+    with pytest.raises(ValueError, match=r"'image_uri'.*supported: working_dir, py_modules"):
         workflow.init(storage=storage, executor="ray", runtime_env={"image_uri": "python:3.11"})
 
 

@@ -76,9 +76,7 @@ def drive(
         store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
-        engine = WorkflowEngine(
-            store, storage_url, executor, graph, cancel_event, lease, snapshot
-        )
+        engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease, snapshot)
         try:
             output_step, value = engine.run()
         except UncaughtStepFailure as failure:

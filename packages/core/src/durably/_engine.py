@@ -263,7 +263,12 @@ class WorkflowEngine:
         # Event steps wait on the cluster's shared events actor: they run listener code only.
         runtime_env = self.snapshot.ray_env() if self.snapshot is not None and not node.spec.event else None
         task = StepTask(
-            self.storage_url, workflow_id, node.spec, node.dynamic, propagation_context(workflow_id), runtime_env
+            self.storage_url,
+            workflow_id,
+            node.spec,
+            node.dynamic,
+            propagation_context(workflow_id),
+            runtime_env,
         )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)

@@ -43,7 +43,9 @@ RECHECK_SECONDS = 60.0
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: file times do not change the hash
 
 
-def check_runtime_env(runtime_env: Mapping[str, Any] | None, where: str = "runtime_env") -> dict[str, Any] | None:
+def check_runtime_env(
+    runtime_env: Mapping[str, Any] | None, where: str = "runtime_env"
+) -> dict[str, Any] | None:
     """A validated copy of ``runtime_env`` with absolute folders; raises before anything is written."""
     if runtime_env is None:
         return None
@@ -64,9 +66,13 @@ def check_runtime_env(runtime_env: Mapping[str, Any] | None, where: str = "runti
         if key == "working_dir":
             checked[key] = _folder(value, f"{where}['working_dir']")
         elif key == "py_modules":
-            if isinstance(value, (str, os.PathLike, types.ModuleType)) or not isinstance(value, (list, tuple)):
+            if isinstance(value, (str, os.PathLike, types.ModuleType)) or not isinstance(
+                value, (list, tuple)
+            ):
                 raise TypeError(f"{where}['py_modules'] must be a list of folders or modules, got {value!r}")
-            checked[key] = [_module_folder(item, f"{where}['py_modules'][{i}]") for i, item in enumerate(value)]
+            checked[key] = [
+                _module_folder(item, f"{where}['py_modules'][{i}]") for i, item in enumerate(value)
+            ]
         elif key == "excludes":
             if isinstance(value, str) or not all(isinstance(item, str) for item in value):
                 raise TypeError(f"{where}['excludes'] must be a list of glob patterns, got {value!r}")

@@ -390,7 +390,7 @@ def _progress_until_done(inspector: Inspector, workflow_id: str, handle: Any) ->
 @click.option(
     "--upgrade-code",
     is_flag=True,
-    help="Capture the workflow's code snapshot again from its folders as they are now (needs --executor ray).",
+    help="Capture the workflow's code snapshot again from its folders as they are now (with --executor ray).",
 )
 @json_option
 def resume(storage: str, workflow_id: str, executor: str, upgrade_code: bool, as_json: bool) -> None:
