@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 from click.testing import CliRunner
 
 from durably import workflow
@@ -22,7 +23,7 @@ from durably._snapshots import package_uri
 from durably._store import code_package_key
 from durably.actors._ray_host import stop_host
 from durably.cli import cli
-from durably.workflow import WorkflowExecutionError
+from durably.workflow import WorkflowError, WorkflowExecutionError
 
 pytestmark = pytest.mark.multinode
 
@@ -127,6 +128,20 @@ def test_durably_resume_upgrade_code_runs_the_unfinished_steps_with_the_current_
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["v1", "v2"]
 
 
+def test_resuming_when_the_stored_code_is_gone_fails_with_what_to_do_before_any_step_runs(
+    storage: str, tmp_path: Path
+) -> None:
+    code, gate = tmp_path / "code", tmp_path / "gate"
+    start_stopped_at_the_gate(storage, code, gate, "snap-lost")
+    forget_packages_on_the_cluster(storage)
+    open_storage(storage).delete_prefix("code")
+    gate.touch()
+    workflow.init(storage=storage, executor="ray")
+    with pytest.raises(WorkflowError, match="missing from storage; resume with runtime_env='current'"):
+        workflow.resume("snap-lost")
+    assert workflow.get_status("snap-lost") == workflow.FAILED  # as the gate left it: nothing ran
+
+
 def test_identical_code_is_stored_once(storage: str, tmp_path: Path) -> None:
     code = tmp_path / "code"
     write_version(code, "v1")
@@ -152,6 +167,30 @@ def test_a_virtual_actor_call_runs_with_the_code_captured_when_the_actor_was_cre
     forget_packages_on_the_cluster(storage)
     workflow.init(storage=storage, executor="ray")
     assert workflow.get_actor("snap-actor").record.run() == ["v1", "v1"]
+
+
+@ray.remote
+def ray_version() -> str:
+    import codever
+
+    return str(codever.VERSION)
+
+
+@workflow.step
+def environment_flag() -> str | None:
+    return os.environ.get("SNAPSHOT_FLAG")
+
+
+def test_a_ray_dag_run_with_its_own_runtime_env_runs_under_it(storage: str, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    write_version(code, "v1")
+    workflow.init(storage=storage, executor="ray")
+    assert workflow.run(ray_version.bind(), workflow_id="dag", runtime_env={"working_dir": str(code)}) == "v1"
+
+
+def test_recorded_env_vars_are_set_for_the_steps(storage: str) -> None:
+    workflow.init(storage=storage, executor="ray", runtime_env={"env_vars": {"SNAPSHOT_FLAG": "on"}})
+    assert environment_flag.step().run(workflow_id="env-vars") == "on"
 
 
 def test_a_working_dir_that_does_not_exist_is_refused_at_init(storage: str, tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ def snapshot_of(store: WorkflowStore, executor: Executor) -> CodeSnapshot | None
             f"workflow {store.workflow_id!r} has a code snapshot (runtime_env), which the "
             f"{executor.name!r} executor cannot run steps under; use workflow.init(executor='ray')"
         )
-    return CodeSnapshot(store.storage, record)
+    snapshot = CodeSnapshot(store.storage, record)
+    snapshot.ray_env()  # the cluster gets the packages now: a missing one fails before the run starts
+    return snapshot
 
 
 def drive(

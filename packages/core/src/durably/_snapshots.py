@@ -25,8 +25,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from durably._store import load_code_package, save_code_package
-from durably.storage import Storage
+from durably._errors import WorkflowError
+from durably._store import code_package_key, load_code_package, save_code_package
+from durably.storage import KeyNotFound, Storage
 
 #: Folders zipped into storage.
 PACKAGED_KEYS = ("working_dir", "py_modules")
@@ -192,7 +193,14 @@ def ensure_on_cluster(storage: Storage, digest: str) -> None:
 
     uri = package_uri(digest)
     if not packaging.package_exists(uri):
-        packaging.upload_package_to_gcs(uri, load_code_package(storage, digest))
+        try:
+            data = load_code_package(storage, digest)
+        except KeyNotFound:
+            raise WorkflowError(
+                f"the code snapshot package {code_package_key(digest)!r} is missing from storage; "
+                "resume with runtime_env='current' (or a runtime_env dict) to capture the code again"
+            ) from None
+        packaging.upload_package_to_gcs(uri, data)
     pin = getattr(packaging, "pin_runtime_env_uri", None)
     if pin is not None:  # keeps it from being evicted between steps (Ray 2.x)
         pin(uri)
