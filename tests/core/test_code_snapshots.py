@@ -60,6 +60,9 @@ class Versions:
         self.seen.append(str(codever.VERSION))
         return self.seen
 
+    def version_by_step(self) -> Any:
+        return first_version.step()  # a sub-workflow of the call: its step runs the actor's snapshot
+
     def __getstate__(self) -> list[str]:
         return self.seen
 
@@ -191,6 +194,18 @@ def test_a_ray_dag_run_with_its_own_runtime_env_runs_under_it(storage: str, tmp_
 def test_recorded_env_vars_are_set_for_the_steps(storage: str) -> None:
     workflow.init(storage=storage, executor="ray", runtime_env={"env_vars": {"SNAPSHOT_FLAG": "on"}})
     assert environment_flag.step().run(workflow_id="env-vars") == "on"
+
+
+def test_a_step_returned_by_a_virtual_actor_call_runs_with_the_actors_code(
+    storage: str, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    write_version(code, "v1")
+    workflow.init(storage=storage, executor="ray", runtime_env={"working_dir": str(code)})
+    Versions.get_or_create("snap-actor-step")
+    write_version(code, "v2")
+    workflow.init(storage=storage, executor="ray")
+    assert workflow.get_actor("snap-actor-step").version_by_step.run() == "v1"
 
 
 def test_a_working_dir_that_does_not_exist_is_refused_at_init(storage: str, tmp_path: Path) -> None:

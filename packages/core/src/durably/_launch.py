@@ -37,7 +37,10 @@ def prepare(
     metadata: dict[str, Any] | None,
     retention: Duration | None = None,
     runtime_env: dict[str, Any] | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> tuple[str, Any]:
+    """Store the workflow unless it exists; ``snapshot``: a code snapshot already recorded
+    (a virtual actor's, for the sub-workflows of its calls) instead of capturing ``runtime_env``."""
     if not isinstance(node, Workflow):
         raise TypeError(f"run() takes a step future (the result of f.step(...)), got {type(node).__name__}")
     workflow_id = generate_workflow_id() if workflow_id is None else validate_workflow_id(workflow_id)
@@ -51,10 +54,10 @@ def prepare(
         )
     graph = flatten(node)
     store = workflow_store(workflow_id)
-    if code is not None and not store.exists():
+    if (code is not None or snapshot is not None) and not store.exists():
         # Recorded before the graph, so a workflow that exists always has its snapshot; a second
         # run of the same id keeps the first one's (the code it started with).
-        store.save_runtime_env(capture(store.storage, code))
+        store.save_runtime_env(snapshot if snapshot is not None else capture(store.storage, code or {}))
     created = store.create(
         graph, check_metadata(metadata), _config.current().retention if keep is None else keep
     )
@@ -67,6 +70,7 @@ def run(
     metadata: dict[str, Any] | None = None,
     retention: Duration | None = None,
     runtime_env: dict[str, Any] | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> Any:
     """Run the workflow ending at ``node`` and return its output (the stored one if it finished before).
 
@@ -75,7 +79,7 @@ def run(
     is new; every step runs under it, on resume too (docs/code-snapshots.md).
     """
     cfg = _config.current()
-    workflow_id, graph = prepare(node, workflow_id, metadata, retention, runtime_env)
+    workflow_id, graph = prepare(node, workflow_id, metadata, retention, runtime_env, snapshot)
     return cfg.host.run(cfg.storage_url, workflow_id, graph)
 
 
