@@ -16,7 +16,7 @@ PRIMARY_PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "backends"]
+nox.options.sessions = ["lint", "typecheck", "tests", "backends", "faults-smoke"]
 # uv must use the interpreters on this machine, never download one.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
@@ -198,13 +198,14 @@ def ray_compat(session: nox.Session) -> None:
 @nox.session(python=PRIMARY_PYTHON)
 def faults(session: nox.Session) -> None:
     """Jepsen-style: SIGKILL/SIGSTOP drivers, workers and the engine, fail storage writes; check
-    exactly-once results and print a table. Long; not in the default set."""
+    exactly-once results and print a table. Long; not in the default set (faults-smoke is)."""
     _faults(session, session.posargs or FAULTS_FULL)
 
 
 @nox.session(name="faults-smoke", python=PRIMARY_PYTHON)
 def faults_smoke(session: nox.Session) -> None:
-    """The seeded fraction of the fault suite (the tests marked faults_smoke): a few minutes."""
+    """The seeded fraction of the fault suite (the tests marked faults_smoke), in the default set:
+    3 workload runs (one of each kind) and 1 actor run, about 2 minutes."""
     _faults(session, ["-m", "faults_smoke", *session.posargs])
 
 

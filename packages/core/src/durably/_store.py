@@ -116,9 +116,11 @@ def loadable_error(workflow_id: str, step_id: str, error: BaseException) -> Base
     return error
 
 
-#: Attributes the worker sets on a step's failed exception: its traceback text and attempt count.
+#: Attributes the worker sets on a step's failed exception: its traceback text, attempt count,
+#: and (start, end) unix times of its attempts.
 DURABLY_TRACEBACK = "__durably_traceback__"
 DURABLY_ATTEMPTS = "__durably_attempts__"
+DURABLY_STEP_TIMES = "__durably_step_times__"
 
 
 class StoredOutput:
@@ -600,6 +602,9 @@ def error_text(error: BaseException) -> dict[str, Any]:
     attempts = getattr(cause, DURABLY_ATTEMPTS, None)
     if isinstance(attempts, int):
         found["failed_attempts"] = attempts
+    times = getattr(cause, DURABLY_STEP_TIMES, None)
+    if isinstance(times, tuple) and len(times) == 2:
+        found["failed_step_start"], found["failed_step_end"] = times
     return found
 
 
