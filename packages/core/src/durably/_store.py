@@ -450,9 +450,26 @@ class WorkflowStore:
 
     # -- result -------------------------------------------------------------------------------
     def save_result_pointer(self, step_id: str) -> bool:
-        """Record which step holds the workflow's output, once; False when a result was already recorded."""
+        """Record which step holds the workflow's output, once; False when a result was already recorded.
+
+        The workflow's records are made durable first (the result must never survive a power
+        cut without the step it points at) and after (a caller told the output keeps it).
+        """
+        self.make_durable()
         record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
-        return self._create(self.key("result"), record)
+        created = self._create(self.key("result"), record)
+        self.make_durable()
+        return created
+
+    def make_durable(self) -> None:
+        """Wait until every record of this workflow written so far survives a power cut.
+
+        Only backends that acknowledge a write before it is durable have ``sync`` (``file://``,
+        which syncs folders in the background); on the others a written key already is.
+        """
+        sync = getattr(self.storage, "sync", None)
+        if sync is not None:
+            retry_transient(lambda: sync(self.prefix), is_transient=is_transient_write_error)
 
     def result_step_id(self) -> str | None:
         try:
