@@ -28,6 +28,7 @@ from durably._inspect import (
 from durably._lease import current_epoch, lease_is_live
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
+from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
@@ -51,6 +52,7 @@ def init(
     gc_interval: Duration | None = None,
     codecs: Sequence[str] | None = None,
     allow_unsigned_legacy: bool | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -71,6 +73,14 @@ def init(
     ``sign`` when ``DURABLY_SIGNING_KEY`` is set and ``encrypt`` when ``DURABLY_ENCRYPTION_KEY``
     is. Keys are read from the environment of each process, never stored (docs/security.md).
     ``allow_unsigned_legacy=True`` reads records written before codecs were configured.
+
+    ``runtime_env`` (Ray's format: ``working_dir``, ``py_modules``, ``excludes``, ``pip``, ``uv``,
+    ``conda``, ``env_vars``, ``config``) is the code snapshot of each workflow started from now
+    on: captured when the workflow first runs (its folders zipped into storage by content hash,
+    the rest recorded), and every step of it runs under that snapshot, on resume too, whatever
+    the folders hold by then. ``run(..., runtime_env=...)`` overrides it per workflow and
+    ``resume(..., runtime_env="current")`` upgrades one on purpose. Needs the ray executor
+    (packages/core/docs/code-snapshots.md).
     """
     default_retention = optional_duration(retention, "retention")
     interval = optional_duration(gc_interval, "gc_interval")
@@ -91,11 +101,18 @@ def init(
             "storage must not be empty; pass a path or URL (file://, memory://, s3://...), "
             "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
         )
+    code = check_runtime_env(runtime_env)
+    chosen = open_executor(executor)
+    if code is not None and not getattr(chosen, "supports_runtime_env", False):
+        raise ValueError(
+            f"runtime_env needs the ray executor (steps run where Ray can give them the snapshot); "
+            f"the {executor!r} executor runs steps with this process's code: drop runtime_env, or "
+            f"use executor='ray'"
+        )
     _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
     )
-    chosen = open_executor(executor)
     if chosen.has_cluster_host:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
@@ -124,9 +141,12 @@ def init(
                 "max_pending_workflows": max_pending_workflows,
                 "retention": retention,
                 "gc_interval": gc_interval,
+                "runtime_env": code,
             },
             connection=_ray_connection() if chosen.has_cluster_host else None,
             retention=default_retention,
+            runtime_env=code,
+            supports_runtime_env=getattr(chosen, "supports_runtime_env", False),
         )
     )
 
@@ -195,24 +215,59 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
-def _resumable_store(workflow_id: str) -> None:
+def _resumable_store(workflow_id: str) -> WorkflowStore:
     try:
-        existing_store(workflow_id)
+        return existing_store(workflow_id)
     except WorkflowNotFoundError:
         raise NothingToResumeError(workflow_id) from None
 
 
-def resume(workflow_id: str) -> Any:
-    """Continue a workflow from its checkpoints and return its output; finished steps do not run again."""
+def _upgrade_code(store: WorkflowStore, runtime_env: dict[str, Any] | str | None) -> None:
+    """Record a new code snapshot for the workflow, as ``resume(..., runtime_env=...)`` asked."""
+    if runtime_env is None:
+        return  # the recorded snapshot (or none) stays
     cfg = _config.current()
-    _resumable_store(workflow_id)
+    if not cfg.supports_runtime_env:
+        raise ValueError(
+            f"runtime_env needs the ray executor; this process uses {cfg.executor!r}: "
+            "call workflow.init(executor='ray')"
+        )
+    where = f"resume({store.workflow_id!r}, runtime_env=...)"
+    if lease_is_live(store.storage, store.lease_key):
+        raise WorkflowRunningError(store.workflow_id, "its code can be upgraded once it stopped")
+    if runtime_env == UPGRADE:
+        recorded = store.load_runtime_env()
+        if recorded is None:
+            raise ValueError(
+                f"{where}: workflow {store.workflow_id!r} has no code snapshot to capture again; "
+                "pass a runtime_env dict to give it one"
+            )
+        record = recapture(store.storage, recorded, where)
+    elif isinstance(runtime_env, str):
+        raise ValueError(f"{where}: runtime_env is a dict or {UPGRADE!r}, got {runtime_env!r}")
+    else:
+        checked = check_runtime_env(runtime_env, where)
+        assert checked is not None
+        record = capture(store.storage, checked)
+    store.save_runtime_env(record, replace=True)
+
+
+def resume(workflow_id: str, runtime_env: dict[str, Any] | str | None = None) -> Any:
+    """Continue a workflow from its checkpoints and return its output; finished steps do not run again.
+
+    Its steps run under the code snapshot recorded at its first run. ``runtime_env="current"``
+    upgrades on purpose: the snapshot's folders are captured again as they are now (a dict
+    gives the workflow that runtime_env instead); the steps that have not finished run the new code.
+    """
+    cfg = _config.current()
+    _upgrade_code(_resumable_store(workflow_id), runtime_env)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
-def resume_async(workflow_id: str) -> Any:
+def resume_async(workflow_id: str, runtime_env: dict[str, Any] | str | None = None) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    _resumable_store(workflow_id)
+    _upgrade_code(_resumable_store(workflow_id), runtime_env)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 

@@ -460,12 +460,17 @@ def _progress_until_done(inspector: Inspector, workflow_id: str, handle: Any) ->
     show_default=True,
     help="Where the steps run: local (threads of this process) or ray (joins or starts Ray).",
 )
+@click.option(
+    "--upgrade-code",
+    is_flag=True,
+    help="Capture the workflow's code snapshot again from its folders as they are now (with --executor ray).",
+)
 @json_option
-def resume(storage: str, workflow_id: str, executor: str, as_json: bool) -> None:
+def resume(storage: str, workflow_id: str, executor: str, upgrade_code: bool, as_json: bool) -> None:
     """Resume a workflow, showing steps finished of known, and print its output."""
     workflow = _init_workflows(storage, executor)
     inspector = _inspector(storage)
-    handle = workflow.resume_async(workflow_id)
+    handle = workflow.resume_async(workflow_id, runtime_env="current" if upgrade_code else None)
     _progress_until_done(inspector, workflow_id, handle)
     try:
         value = handle.result() if hasattr(handle, "result") else _ray_get(handle)
