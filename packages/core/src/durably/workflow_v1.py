@@ -34,12 +34,18 @@ class Workflow(_step.Workflow[R]):  # type: ignore[no-redef]
     """1.x's step future: as ``durably.workflow.Workflow``, but ``run()`` fails as 1.x did."""
 
     def run(
-        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
+        self,
+        workflow_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retention: Any = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> R:
         """Run the workflow that ends at this step and return its value; a failed step raises an
         error that is both a ``WorkflowExecutionError`` and a ``RaySystemError``."""
         try:
-            return super().run(workflow_id=workflow_id, metadata=metadata, retention=retention)
+            return super().run(
+                workflow_id=workflow_id, metadata=metadata, retention=retention, runtime_env=runtime_env
+            )
         except WorkflowExecutionError as error:
             from ray.exceptions import RaySystemError
 
