@@ -25,7 +25,8 @@ from durably._inspect import (
     step_name,
     workflow_store,
 )
-from durably._lease import current_epoch, lease_is_live
+from durably._lease import current_epoch, lease_is_live, lease_seconds
+from durably._lease import wait_for_holder as wait_for_lease_holder
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._status import WorkflowStatus
@@ -195,24 +196,48 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
-def _resumable_store(workflow_id: str) -> None:
+def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> None:
+    """Check the workflow exists, then wait (bounded) for a previous driver that is going away.
+
+    Right after a crash, the dead driver's lease holder (its process, or the engine actor of
+    the Ray cluster that died with it) takes seconds to exit; resume waits for it instead of
+    reporting the workflow as running (``_lease.wait_for_holder``).
+    """
+    if wait_for_holder is None:
+        timeout = lease_seconds()
+    elif isinstance(wait_for_holder, bool) or not isinstance(wait_for_holder, (int, float)):
+        raise TypeError(f"wait_for_holder must be a number of seconds (or None), got {wait_for_holder!r}")
+    elif not wait_for_holder >= 0:
+        raise ValueError(f"wait_for_holder must be 0 or more seconds, got {wait_for_holder!r}")
+    else:
+        timeout = float(wait_for_holder)
     try:
-        existing_store(workflow_id)
+        store = existing_store(workflow_id)
     except WorkflowNotFoundError:
         raise NothingToResumeError(workflow_id) from None
+    if workflow_id not in _started_here():  # this process's own run is not a holder to wait for
+        wait_for_lease_holder(store.storage, store.lease_key, workflow_id, timeout)
 
 
-def resume(workflow_id: str) -> Any:
-    """Continue a workflow from its checkpoints and return its output; finished steps do not run again."""
+def resume(workflow_id: str, *, wait_for_holder: float | None = None) -> Any:
+    """Continue a workflow from its checkpoints and return its output; finished steps do not run again.
+
+    If the workflow's previous driver is still going away (killed, or orphaned by the Ray
+    cluster that died under it) or has stopped renewing its lease, this first waits for it, up
+    to ``wait_for_holder`` seconds (default: one lease period, ``DURABLY_LEASE_SECONDS``, 30 s),
+    saying so once on the ``durably`` logger. A live driver, or one still there after the wait,
+    raises :class:`WorkflowRunningError` naming its pid and host and when the workflow can be
+    resumed. ``wait_for_holder=0`` never waits.
+    """
     cfg = _config.current()
-    _resumable_store(workflow_id)
+    _resumable_store(workflow_id, wait_for_holder)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
-def resume_async(workflow_id: str) -> Any:
+def resume_async(workflow_id: str, *, wait_for_holder: float | None = None) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    _resumable_store(workflow_id)
+    _resumable_store(workflow_id, wait_for_holder)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 

@@ -56,6 +56,7 @@ from typing import Any
 
 from durably import _codec
 from durably._codec import RecordKind
+from durably._datasets import DATASET_ID, arrow_block_refs, is_dataset, rebuild
 from durably._errors import (
     CheckpointCorruptedError,
     WorkflowError,
@@ -63,7 +64,6 @@ from durably._errors import (
     WorkflowNotFoundError,
 )
 from durably._graph import Graph
-from durably._datasets import DATASET_ID, arrow_block_refs, is_dataset, rebuild
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
 from durably.codecs import CodecStorage
@@ -351,7 +351,9 @@ class WorkflowStore:
     def _restore_object_refs(self, persistent_id: Any) -> Any:
         kind, content = persistent_id
         if kind == DATASET_ID:
-            return rebuild([restore_object_ref(self.storage.url, self.workflow_id, digest) for digest in content])
+            return rebuild(
+                [restore_object_ref(self.storage.url, self.workflow_id, digest) for digest in content]
+            )
         if kind != OBJECT_ID:
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
         return restore_object_ref(self.storage.url, self.workflow_id, content)
