@@ -46,9 +46,10 @@ LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" 
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
 #: What core's own tests need beyond its `testing` extra: steps that run Ray Data pipelines and
-#: Ray Tune searches (tests/core/test_ray_libraries.py). Not in the extra: plugin authors who run
-#: durably's contract kits need neither.
-CORE_TEST_TOOLS = ["ray[data,tune]"]
+#: Ray Tune searches (tests/core/test_ray_libraries.py), and Ray's dashboard, which serves the Jobs
+#: API (tests/core/test_ray_jobs.py). Not in the extra: plugin authors who run durably's contract
+#: kits need none of them.
+CORE_TEST_TOOLS = ["ray[data,default,tune]"]
 #: Every plugin package runs on the primary Python and on one other only (CI budget), spread so
 #: that each secondary Python still loads some plugins: the oldest Python (most likely to break
 #: where the primary does not) takes Kafka and OpenTelemetry; the ui (a browser, Ray Serve) and

@@ -92,11 +92,13 @@ def init(
             "storage must not be empty; pass a path or URL (file://, memory://, s3://...), "
             "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
         )
+    chosen = open_executor(executor)
+    if chosen.has_cluster_host:
+        _refuse_ray_client(ray_address)
     _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
     )
-    chosen = open_executor(executor)
     if chosen.has_cluster_host:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
@@ -157,6 +159,35 @@ def _configure_codecs(codecs: Sequence[str] | None, allow_unsigned_legacy: bool 
         os.environ[CODECS_ENV] = ",".join(codecs)
     if allow_unsigned_legacy is not None:
         os.environ[LEGACY_ENV] = "1" if allow_unsigned_legacy else "0"
+
+
+RAY_CLIENT_PREFIX = "ray://"
+
+
+def _refuse_ray_client(address: str | None) -> None:
+    """Refuse Ray Client (``ray://``) before anything is changed: durably does not support it.
+
+    durably's driver side (the engine host's bookkeeping of what this process started, results
+    returned as ObjectRefs of the engine actor, the identity its leases record) is built and
+    tested for a process of the cluster (Ray, too, recommends its Jobs API over Ray Client for
+    its libraries); rather than half work, it refuses. The supported ways in are
+    ``ray job submit`` (KubeRay's RayJob) and a driver on a node with RAY_ADDRESS=host:port or
+    ``address="auto"``.
+    """
+    import ray
+
+    given = address if address is not None else os.environ.get("RAY_ADDRESS", "")
+    source = "ray_address" if address is not None else "RAY_ADDRESS"
+    connected = ray.util.client.ray.is_connected()
+    if not (given or "").startswith(RAY_CLIENT_PREFIX) and not connected:
+        return
+    where = f"{source}={given!r}" if given.startswith(RAY_CLIENT_PREFIX) else "this process's ray.init('ray://...')"
+    raise ValueError(
+        f"durably does not support Ray Client ({where}): run the workflow driver as a process "
+        "of the cluster. Submit the driver as a Ray job (`ray job submit --address "
+        "http://<head>:8265 -- python driver.py`) or run it on a cluster node with "
+        "RAY_ADDRESS=<head>:6379 (or address='auto'); see packages/core/docs/ray-libraries.md"
+    )
 
 
 def _ensure_ray(address: str | None) -> None:
