@@ -62,7 +62,11 @@ class RayCluster:
         self.dashboard_port = free_port() if dashboard else None
         self.dashboard_url = f"http://{LOOPBACK_IP}:{self.dashboard_port}" if dashboard else None
         dashboard_options = (
-            ["--include-dashboard=true", f"--dashboard-host={LOOPBACK_IP}", f"--dashboard-port={self.dashboard_port}"]
+            [
+                "--include-dashboard=true",
+                f"--dashboard-host={LOOPBACK_IP}",
+                f"--dashboard-port={self.dashboard_port}",
+            ]
             if dashboard
             else ["--include-dashboard=false"]
         )

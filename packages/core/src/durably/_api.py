@@ -181,7 +181,11 @@ def _refuse_ray_client(address: str | None) -> None:
     connected = ray.util.client.ray.is_connected()
     if not (given or "").startswith(RAY_CLIENT_PREFIX) and not connected:
         return
-    where = f"{source}={given!r}" if given.startswith(RAY_CLIENT_PREFIX) else "this process's ray.init('ray://...')"
+    where = (
+        f"{source}={given!r}"
+        if given.startswith(RAY_CLIENT_PREFIX)
+        else "this process's ray.init('ray://...')"
+    )
     raise ValueError(
         f"durably does not support Ray Client ({where}): run the workflow driver as a process "
         "of the cluster. Submit the driver as a Ray job (`ray job submit --address "
