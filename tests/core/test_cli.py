@@ -93,6 +93,34 @@ def test_list_prints_a_table_of_ids_statuses_and_steps(store: dict[str, Any]) ->
     assert rows["busy"][1] == "RUNNING" and "0/1" in rows["busy"]
 
 
+LONG_ID = "nightly-billing-reconciliation-eu-west-1-2026-11-27-run-0042"
+
+
+def _list_at_width(storage: str, columns: int) -> list[str]:
+    result = CliRunner().invoke(
+        cli, ["list", "--storage", storage], catch_exceptions=False, env={"COLUMNS": str(columns)}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_list_on_an_80_column_terminal_keeps_ids_whole_and_drops_columns(store: dict[str, Any]) -> None:
+    assert len(LONG_ID) == 60
+    add.step(1, 2).run(workflow_id=LONG_ID)
+    lines = _list_at_width(store["storage"], 80)
+    assert all(len(line) <= 80 for line in lines), lines
+    (row,) = [line.split() for line in lines if LONG_ID in line]
+    assert row[:2] == [LONG_ID, "SUCCESSFUL"]
+    assert lines[0].split()[:2] == ["ID", "STATUS"] and "UPDATED" not in lines[0]
+
+
+def test_list_keeps_an_id_wider_than_the_terminal_on_one_line(store: dict[str, Any]) -> None:
+    add.step(1, 2).run(workflow_id=LONG_ID)
+    lines = _list_at_width(store["storage"], 40)
+    (row,) = [line.split() for line in lines if LONG_ID in line]
+    assert row[:2] == [LONG_ID, "SUCCESSFUL"]
+
+
 def test_list_json_is_the_page_and_its_cursor(store: dict[str, Any]) -> None:
     result = run("list", "--json", "--limit", "2", storage=store["storage"])
     page = json.loads(result.output)
@@ -148,16 +176,45 @@ def test_show_of_a_failed_workflow_prints_the_error_its_traceback_and_the_step_t
     assert "add" in tree and "PENDING" in tree
 
 
-def test_show_nests_continuations_under_their_step(store: dict[str, Any]) -> None:
+def test_show_json_nests_continuations_under_their_step(store: dict[str, Any]) -> None:
     countdown.step(2).run(workflow_id="count")
     detail = json.loads(run("show", "--json", "count", storage=store["storage"]).output)
     (top,) = detail["steps"]
     assert top["name"] == "countdown"
     assert top["children"][0]["children"][0]["status"] == "SUCCESSFUL"
-    text = run("show", "count", storage=store["storage"]).output
-    indents = [line.index("── countdown") for line in text.splitlines() if "── countdown" in line]
-    assert len(indents) == 3
-    assert indents == sorted(set(indents))  # each level indented under the one before
+
+
+def test_show_prints_a_continuation_loop_flat(store: dict[str, Any]) -> None:
+    countdown.step(50).run(workflow_id="loop")
+    lines = run("show", "loop", storage=store["storage"]).output.splitlines()
+    steps = [line for line in lines if "countdown" in line]
+    assert len(steps) == 51
+    links = [line for line in steps if "↪ continued as" in line]
+    assert len(links) == 50
+    assert len({line.index("↪") for line in links}) == 1  # every link of the chain at one depth
+    assert max(len(line) - len(line.lstrip(" │├└─")) for line in lines) < 12
+
+
+def test_show_prints_a_loop_longer_than_the_json_nesting_limit_whole(store: dict[str, Any]) -> None:
+    countdown.step(80).run(workflow_id="long-loop")  # the read model nests 64 levels by default
+    output = run("show", "long-loop", storage=store["storage"]).output
+    assert output.count("↪ continued as") == 80
+    assert "step tree cut" not in output
+
+
+@workflow.step
+def split(n: int) -> Any:
+    return add.step(add.step(n, 1), 1)
+
+
+def test_show_nests_a_sub_graphs_other_steps_above_its_output(store: dict[str, Any]) -> None:
+    split.step(1).run(workflow_id="split")
+    lines = run("show", "split", storage=store["storage"]).output.splitlines()
+    (top,) = [line for line in lines if "── split" in line]
+    inner, link = [line for line in lines if " add" in line]
+    assert "↪ continued as" in link and "↪" not in inner
+    assert inner.index("add") > top.index("split") and link.index("↪") > top.index("split")
+    assert lines.index(inner) < lines.index(link)
 
 
 def test_show_prints_metadata(store: dict[str, Any]) -> None:

@@ -99,6 +99,7 @@ def test_with_a_signing_key_every_stored_record_is_signed(storage_url: str, code
     assert keys and all(raw.get(key).startswith(b"DRBS\x01\x02k1") for key in keys)
 
 
+@pytest.mark.workflow
 def test_tampering_with_any_record_kind_is_refused_before_unpickling(
     storage_url: str, codec_env: Any
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_workflow_resumes_after_a_key_rotation(storage_url: str, codec_env: An
     assert raw.get(newest_status).startswith(b"DRBS\x01\x03new")
 
 
+@pytest.mark.workflow
 def test_a_store_written_without_codecs_is_refused_once_a_key_is_set(
     storage_url: str, codec_env: Any
 ) -> None:
@@ -162,6 +164,7 @@ def test_a_store_written_without_codecs_is_refused_once_a_key_is_set(
         workflow.get_output("legacy")
 
 
+@pytest.mark.workflow
 def test_a_store_written_without_codecs_is_read_with_allow_unsigned_legacy(
     storage_url: str, codec_env: Any
 ) -> None:
@@ -284,6 +287,7 @@ print(double.step(double.step(5)).run(workflow_id="on-ray"))
 """
 
 
+@pytest.mark.workflow
 @pytest.mark.needs_persistent_storage
 def test_ray_workers_and_the_engine_actor_sign_with_the_key_of_the_environment(
     tmp_path: Path, codec_env: Any

@@ -158,6 +158,17 @@ def test_failed_workflow_shows_the_step_its_attempts_and_traceback(wf: Any, stor
     assert (consumer.step_id, consumer.status, consumer.depends_on) == ("add", "PENDING", ("explode",))
 
 
+def test_the_failed_step_has_the_start_and_duration_of_its_attempts(local: Inspector) -> None:
+    before = time.time()
+    with pytest.raises(workflow.WorkflowExecutionError):
+        add.step(1, explode.step(2)).run(workflow_id="broken")
+    after = time.time()
+    failed, _ = local.get_workflow("broken").steps
+    assert failed.status == "FAILED"
+    assert failed.start is not None and before <= failed.start <= after
+    assert failed.duration is not None and failed.start + failed.duration <= after
+
+
 def test_finished_steps_have_start_duration_attempts_and_metadata(local: Inspector) -> None:
     add.step(1, 2).run(workflow_id="one", metadata={"team": "ops"})
     detail = local.get_workflow("one")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from durably import workflow
 from durably._errors import CheckpointCorruptedError
 from durably._inspect import workflow_store
 from durably.storage import FileStorage
+from durably.storage import _file as file_storage_module
 
 
 @workflow.step
@@ -38,8 +41,40 @@ def test_a_file_write_fsyncs_the_folder_it_lands_in(
     synced = _synced_paths(monkeypatch)
     getattr(storage, operation)("workflows/wf/steps/s", b"data")
     steps = tmp_path / "storage" / "workflows" / "wf" / "steps"
+    assert str(steps.parent) in synced  # the new folder "steps" itself is durable in its parent at once
+    # The folder the key was linked into is fsynced behind the write, without anyone asking.
+    deadline = time.monotonic() + 30
+    while str(steps) not in synced and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert str(steps) in synced
-    assert str(steps.parent) in synced  # the new folder "steps" itself is durable in its parent
+
+
+def test_the_result_is_recorded_only_once_the_output_steps_folder_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the background folder sync had not run yet: only the result's own barrier syncs.
+    monkeypatch.setattr(type(file_storage_module._FOLDERS), "schedule", lambda self, folder: None)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def recording_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def recording_link(source: str, target: Any, **kwargs: Any) -> None:
+        real_link(source, target, **kwargs)
+        events.append(("link", str(target)))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "link", recording_link)
+    storage = tmp_path / "storage"
+    workflow.init(storage=str(storage), executor="local")
+    assert answer.step().run("durable") == 42
+    steps = storage / "workflows" / "durable" / "steps"
+    result = storage / "workflows" / "durable" / "result"
+    linked_result = events.index(("link", str(result)))
+    assert ("fsync", str(steps)) in events[:linked_result]
+    assert ("fsync", str(result.parent)) in events[linked_result:]
 
 
 def test_a_result_whose_step_output_is_missing_is_reported_as_corrupted(tmp_path: Path) -> None:

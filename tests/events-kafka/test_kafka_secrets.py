@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -50,3 +52,30 @@ def test_no_stored_byte_of_a_kafka_workflow_holds_the_secret_from_the_client_con
     stored = {key: raw.get(key) for key in raw.list("")}
     assert any(key.startswith("workflows/secretive/events/") for key in stored)
     assert [key for key, value in stored.items() if SECRET.encode() in value] == []
+
+
+def test_an_encrypted_kafka_workflow_stores_no_event_payload_in_clear_and_reads_it_back(
+    kafka: KafkaBroker,
+    topic: str,
+    group_id: str,
+    emit: Emitter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The codec wraps every record, including the event a Kafka listener checkpoints.
+    key = base64.b64encode(hashlib.sha256(b"kafka test key").digest()).decode()
+    monkeypatch.setenv("DURABLY_ENCRYPTION_KEY", f"k1:{key}")
+    storage = str(tmp_path / "storage")
+    workflow.init(storage=storage, executor="local")
+    payload = b"card-4242-paid"
+    emit(payload.decode())
+    waiting = workflow.wait_for_event(
+        KafkaEventListener, topic, bootstrap_servers=kafka.bootstrap_servers, group_id=group_id, timeout=WAIT
+    )
+    assert value_of.step(waiting).run(workflow_id="encrypted") == payload
+    raw = open_raw_storage(storage)
+    stored = {key: raw.get(key) for key in raw.list("")}
+    assert any(key.startswith("workflows/encrypted/events/") for key in stored)
+    assert all(value.startswith(b"DRBE") for value in stored.values())
+    assert [key for key, value in stored.items() if payload in value] == []
+    assert workflow.get_output("encrypted") == payload

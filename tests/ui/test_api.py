@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from conftest import TOKEN, wait_for_status
 from fastapi.testclient import TestClient
 
 from durably import workflow
+from durably.codecs import LEGACY_ENV, SIGNING_KEY_ENV
 from durably_ui import create_app
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,6 +80,26 @@ def test_steps_have_their_status_and_edges(client: TestClient, tmp_path: Path) -
     assert steps["fetch"]["step_id"] in steps["check_stock"]["depends_on"]
 
 
+def test_a_failed_step_has_its_start_duration_and_error(client: TestClient, tmp_path: Path) -> None:
+    failed_order(tmp_path)
+    (failed,) = [step for step in client.get("/api/workflows/order-failed/steps").json() if step["error"]]
+    assert failed["name"].endswith("check_stock") and failed["status"] == "FAILED"
+    assert failed["start"] is not None and failed["duration"] is not None
+    assert "warehouse offline" in failed["error"]["message"]
+
+
+def test_the_timeline_draws_a_failed_step_with_its_error(client: TestClient, tmp_path: Path) -> None:
+    failed_order(tmp_path)
+    page = client.get("/workflows/order-failed").text
+    timeline = page[
+        page.index('<svg class="timeline"') : page.index("</svg>", page.index('<svg class="timeline"'))
+    ]
+    bar = timeline[timeline.index('<g class="bar s-FAILED">') :]
+    bar = bar[: bar.index("</g>")]
+    assert "check_stock" in bar and "failed after" in bar and "RuntimeError: warehouse offline" in bar
+    assert "<rect " in bar
+
+
 def test_steps_include_the_continuation_a_step_returned(client: TestClient) -> None:
     ui_workflows.plan.step(4).run(workflow_id="planned")
     (plan,) = [step for step in client.get("/api/workflows/planned/steps").json() if "plan" in step["name"]]
@@ -103,6 +126,35 @@ def test_output_preview_with_show_outputs_is_bounded(storage: str) -> None:
         cut = client.get("/api/workflows/ok-1/output", params={"max_chars": 5}).json()["preview"]
     assert "'items': 3" in full
     assert len(cut) <= 5 + 20  # the preview says it was cut, in a few more characters
+
+
+@pytest.fixture
+def signed_storage(storage: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The storage, with this process signing and checking every record (the ``sign`` codec)."""
+    secret = base64.b64encode(hashlib.sha256(b"ui test signing key").digest()).decode()
+    monkeypatch.setenv(SIGNING_KEY_ENV, f"ui-1:{secret}")
+    workflow.init(storage=storage, executor="local")
+    return storage
+
+
+def test_output_preview_is_allowed_on_a_signed_store(signed_storage: str) -> None:
+    ui_workflows.fetch.step(1).run(workflow_id="ok-1")
+    with TestClient(create_app(signed_storage, token=TOKEN, executor="local")) as client:
+        answer = client.get("/api/workflows/ok-1/output")
+        page = client.get("/workflows/ok-1").text
+    assert answer.status_code == 200, answer.text
+    assert "'items': 3" in answer.json()["preview"]
+    assert 'class="preview"' in page  # the step table offers its output
+
+
+def test_output_preview_is_refused_while_unsigned_legacy_records_are_accepted(
+    signed_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ui_workflows.fetch.step(1).run(workflow_id="ok-1")
+    monkeypatch.setenv(LEGACY_ENV, "1")  # a planted unsigned record would be unpickled
+    with TestClient(create_app(signed_storage, token=TOKEN, executor="local")) as client:
+        answer = client.get("/api/workflows/ok-1/output")
+    assert answer.status_code == 403
 
 
 def test_event_endpoint_delivers_the_json_body_like_send_event(client: TestClient) -> None:

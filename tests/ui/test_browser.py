@@ -99,6 +99,8 @@ def test_a_failed_workflow_shows_its_traceback_and_graph(page: Page, ui: Dashboa
     expect(page.locator("svg.graph .node.s-FAILED")).to_contain_text("check_stock")
     expect(page.locator("svg.graph .node.s-SUCCESSFUL")).to_have_count(2)
     expect(page.locator("svg.timeline .bar.s-SUCCESSFUL")).to_have_count(2)
+    expect(page.locator("svg.timeline .bar.s-FAILED rect")).to_be_visible()
+    expect(page.locator("svg.timeline .bar.s-FAILED .row-label")).to_contain_text("check_stock")
     page.screenshot(path=str(ARTIFACTS / "workflow-failed.png"), full_page=True)
 
 

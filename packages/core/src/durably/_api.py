@@ -29,6 +29,7 @@ from durably._lease import current_epoch, lease_is_live, lease_seconds
 from durably._lease import wait_for_holder as wait_for_lease_holder
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
+from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors import delete_actor_if_exists
@@ -52,6 +53,7 @@ def init(
     gc_interval: Duration | None = None,
     codecs: Sequence[str] | None = None,
     allow_unsigned_legacy: bool | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -72,6 +74,14 @@ def init(
     ``sign`` when ``DURABLY_SIGNING_KEY`` is set and ``encrypt`` when ``DURABLY_ENCRYPTION_KEY``
     is. Keys are read from the environment of each process, never stored (docs/security.md).
     ``allow_unsigned_legacy=True`` reads records written before codecs were configured.
+
+    ``runtime_env`` (Ray's format: ``working_dir``, ``py_modules``, ``excludes``, ``pip``, ``uv``,
+    ``conda``, ``env_vars``, ``config``) is the code snapshot of each workflow started from now
+    on: captured when the workflow first runs (its folders zipped into storage by content hash,
+    the rest recorded), and every step of it runs under that snapshot, on resume too, whatever
+    the folders hold by then. ``run(..., runtime_env=...)`` overrides it per workflow and
+    ``resume(..., runtime_env="current")`` upgrades one on purpose. Needs the ray executor
+    (packages/core/docs/code-snapshots.md).
     """
     default_retention = optional_duration(retention, "retention")
     interval = optional_duration(gc_interval, "gc_interval")
@@ -92,9 +102,16 @@ def init(
             "storage must not be empty; pass a path or URL (file://, memory://, s3://...), "
             "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
         )
+    code = check_runtime_env(runtime_env)
     chosen = open_executor(executor)
     if chosen.has_cluster_host:
         _refuse_ray_client(ray_address)
+    if code is not None and not getattr(chosen, "supports_runtime_env", False):
+        raise ValueError(
+            f"runtime_env needs the ray executor (steps run where Ray can give them the snapshot); "
+            f"the {executor!r} executor runs steps with this process's code: drop runtime_env, or "
+            f"use executor='ray'"
+        )
     _configure_codecs(codecs, allow_unsigned_legacy)
     url = normalize_storage_url(
         storage or os.environ.get(DEFAULT_STORAGE_ENV) or os.path.expanduser(DEFAULT_STORAGE)
@@ -127,9 +144,12 @@ def init(
                 "max_pending_workflows": max_pending_workflows,
                 "retention": retention,
                 "gc_interval": gc_interval,
+                "runtime_env": code,
             },
             connection=_ray_connection() if chosen.has_cluster_host else None,
             retention=default_retention,
+            runtime_env=code,
+            supports_runtime_env=getattr(chosen, "supports_runtime_env", False),
         )
     )
 
@@ -231,7 +251,7 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
-def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> None:
+def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> WorkflowStore:
     """Check the workflow exists, then wait (bounded) for a previous driver that is going away.
 
     Right after a crash, the dead driver's lease holder (its process, or the engine actor of
@@ -252,10 +272,47 @@ def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> None:
         raise NothingToResumeError(workflow_id) from None
     if workflow_id not in _started_here():  # this process's own run is not a holder to wait for
         wait_for_lease_holder(store.storage, store.lease_key, workflow_id, timeout)
+    return store
 
 
-def resume(workflow_id: str, *, wait_for_holder: float | None = None) -> Any:
+def _upgrade_code(store: WorkflowStore, runtime_env: dict[str, Any] | str | None) -> None:
+    """Record a new code snapshot for the workflow, as ``resume(..., runtime_env=...)`` asked."""
+    if runtime_env is None:
+        return  # the recorded snapshot (or none) stays
+    cfg = _config.current()
+    if not cfg.supports_runtime_env:
+        raise ValueError(
+            f"runtime_env needs the ray executor; this process uses {cfg.executor!r}: "
+            "call workflow.init(executor='ray')"
+        )
+    where = f"resume({store.workflow_id!r}, runtime_env=...)"
+    if lease_is_live(store.storage, store.lease_key):
+        raise WorkflowRunningError(store.workflow_id, "its code can be upgraded once it stopped")
+    if runtime_env == UPGRADE:
+        recorded = store.load_runtime_env()
+        if recorded is None:
+            raise ValueError(
+                f"{where}: workflow {store.workflow_id!r} has no code snapshot to capture again; "
+                "pass a runtime_env dict to give it one"
+            )
+        record = recapture(store.storage, recorded, where)
+    elif isinstance(runtime_env, str):
+        raise ValueError(f"{where}: runtime_env is a dict or {UPGRADE!r}, got {runtime_env!r}")
+    else:
+        checked = check_runtime_env(runtime_env, where)
+        assert checked is not None
+        record = capture(store.storage, checked)
+    store.save_runtime_env(record, replace=True)
+
+
+def resume(
+    workflow_id: str, runtime_env: dict[str, Any] | str | None = None, *, wait_for_holder: float | None = None
+) -> Any:
     """Continue a workflow from its checkpoints and return its output; finished steps do not run again.
+
+    Its steps run under the code snapshot recorded at its first run. ``runtime_env="current"``
+    upgrades on purpose: the snapshot's folders are captured again as they are now (a dict
+    gives the workflow that runtime_env instead); the steps that have not finished run the new code.
 
     If the workflow's previous driver is still going away (killed, or orphaned by the Ray
     cluster that died under it) or has stopped renewing its lease, this first waits for it, up
@@ -265,14 +322,16 @@ def resume(workflow_id: str, *, wait_for_holder: float | None = None) -> Any:
     resumed. ``wait_for_holder=0`` never waits.
     """
     cfg = _config.current()
-    _resumable_store(workflow_id, wait_for_holder)
+    _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
-def resume_async(workflow_id: str, *, wait_for_holder: float | None = None) -> Any:
+def resume_async(
+    workflow_id: str, runtime_env: dict[str, Any] | str | None = None, *, wait_for_holder: float | None = None
+) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    _resumable_store(workflow_id, wait_for_holder)
+    _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 

@@ -53,6 +53,8 @@ class RecordKind(enum.IntEnum):
     OBJECT = 10
     #: The pickled exception of a failed run (its text is in the plain status record).
     FAILURE = 11
+    #: A zip of a workflow's code folder (a code snapshot's ``working_dir`` or one of its ``py_modules``).
+    CODE = 12
     ACTOR_CLASS = 20
     ACTOR_CALL = 21
 

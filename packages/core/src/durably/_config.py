@@ -34,6 +34,10 @@ class Config:
     settings: dict[str, Any] = field(default_factory=dict)
     #: Which Ray connection ``host`` belongs to (``connection()`` when it was made).
     connection: Any = None
+    #: The runtime_env each new workflow's code snapshot is captured from (checked; None: none).
+    runtime_env: dict[str, Any] | None = None
+    #: Whether the executor runs steps under a workflow's runtime_env (``supports_runtime_env``).
+    supports_runtime_env: bool = False
 
 
 _config: Config | None = None

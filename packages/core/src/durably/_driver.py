@@ -19,6 +19,7 @@ from durably._graph import Graph
 from durably._inspect import stored_result
 from durably._lease import Lease
 from durably._plugins import hook
+from durably._snapshots import CodeSnapshot
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
@@ -34,6 +35,21 @@ def check_resumable(store: WorkflowStore) -> None:
         )
 
 
+def snapshot_of(store: WorkflowStore, executor: Executor) -> CodeSnapshot | None:
+    """The workflow's recorded code snapshot, refused by an executor that cannot run steps under it."""
+    record = store.load_runtime_env()
+    if record is None:
+        return None
+    if not getattr(executor, "supports_runtime_env", False):
+        raise WorkflowError(
+            f"workflow {store.workflow_id!r} has a code snapshot (runtime_env), which the "
+            f"{executor.name!r} executor cannot run steps under; use workflow.init(executor='ray')"
+        )
+    snapshot = CodeSnapshot(store.storage, record)
+    snapshot.ray_env()  # the cluster gets the packages now: a missing one fails before the run starts
+    return snapshot
+
+
 def drive(
     storage_url: str,
     workflow_id: str,
@@ -47,6 +63,7 @@ def drive(
     if finished:
         return value
     check_resumable(store)
+    snapshot = snapshot_of(store, executor)
     lease = Lease(store.storage, store.lease_key, workflow_id)
     lease.acquire()
     try:
@@ -61,7 +78,7 @@ def drive(
         store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
-        engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease)
+        engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease, snapshot)
         try:
             output_step, value = engine.run()
         except UncaughtStepFailure as failure:

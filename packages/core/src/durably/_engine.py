@@ -22,6 +22,7 @@ from durably._graph import Graph, StepSpec
 from durably._plugins import propagation_context
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
+from durably._snapshots import CodeSnapshot
 from durably._store import StoredOutput, WorkflowStore, loadable_error
 from durably.executors import Executor
 from durably.storage import StorageError
@@ -81,8 +82,11 @@ class WorkflowEngine:
         graph: Graph,
         cancel_event: threading.Event | None = None,
         lease: Any = None,
+        snapshot: CodeSnapshot | None = None,
     ) -> None:
         self.store = store
+        #: The workflow's code snapshot: every step task runs under its runtime_env.
+        self.snapshot = snapshot
         self.storage_url = storage_url
         self.executor = executor
         self.cancel_event = cancel_event or threading.Event()
@@ -256,8 +260,15 @@ class WorkflowEngine:
             # the driver that took over may already have checkpointed this step.
             raise LeaseLost()
         workflow_id = self.store.workflow_id
+        # Event steps wait on the cluster's shared events actor: they run listener code only.
+        runtime_env = self.snapshot.ray_env() if self.snapshot is not None and not node.spec.event else None
         task = StepTask(
-            self.storage_url, workflow_id, node.spec, node.dynamic, propagation_context(workflow_id)
+            self.storage_url,
+            workflow_id,
+            node.spec,
+            node.dynamic,
+            propagation_context(workflow_id),
+            runtime_env,
         )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)

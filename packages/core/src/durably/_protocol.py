@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from durably._graph import Graph, StepSpec
 
@@ -26,6 +27,9 @@ class StepTask:
     dynamic: bool = False
     #: What plugins asked the driver to carry to the worker's step hooks (``durably_propagation_context``).
     context: Mapping[str, str] = field(default_factory=dict)
+    #: The Ray runtime_env the step must run under: the workflow's code snapshot (``working_dir``
+    #: and ``py_modules`` as ``gcs://`` URIs). None: the executor's default environment.
+    runtime_env: Mapping[str, Any] | None = None
 
 
 class _Singleton:

@@ -442,16 +442,19 @@ def run(
     workflow_id: str | None = None,
     metadata: dict[str, Any] | None = None,
     retention: Any = None,
+    runtime_env: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run a workflow to completion and return its output (Ray 2.x's ``workflow.run``).
 
     ``dag`` is a Ray DAG (``f.bind(...)``; ``args``/``kwargs`` fill its ``InputNode``) or a
     durably step future. If a workflow with this id exists, it is resumed instead.
-    ``retention`` overrides ``init``'s for this workflow.
+    ``retention`` and ``runtime_env`` (the code snapshot) override ``init``'s for this workflow.
     """
     workflow = as_workflow(dag, args, kwargs)
-    return _launch.run(workflow, workflow_id=workflow_id, metadata=metadata, retention=retention)
+    return _launch.run(
+        workflow, workflow_id=workflow_id, metadata=metadata, retention=retention, runtime_env=runtime_env
+    )
 
 
 def run_async(
@@ -460,11 +463,14 @@ def run_async(
     workflow_id: str | None = None,
     metadata: dict[str, Any] | None = None,
     retention: Any = None,
+    runtime_env: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
     """Start a workflow; returns a ``ray.ObjectRef`` of its output (a Future with the local executor)."""
     workflow = as_workflow(dag, args, kwargs)
-    handle: Any = _launch.run_async(workflow, workflow_id=workflow_id, metadata=metadata, retention=retention)
+    handle: Any = _launch.run_async(
+        workflow, workflow_id=workflow_id, metadata=metadata, retention=retention, runtime_env=runtime_env
+    )
     return handle  # type: ignore[no-any-return]
 
 

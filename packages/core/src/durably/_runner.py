@@ -28,6 +28,7 @@ from durably._protocol import (
 from durably._step import Workflow
 from durably._store import (
     DURABLY_ATTEMPTS,
+    DURABLY_STEP_TIMES,
     DURABLY_TRACEBACK,
     StoredOutput,
     WorkflowStore,
@@ -69,9 +70,9 @@ def resolve_inputs(store: WorkflowStore, inputs: tuple[Any, ...]) -> list[Any] |
 
 
 def _call_with_retries(
-    task: StepTask, func: Any, args: Any, kwargs: Any
+    task: StepTask, func: Any, args: Any, kwargs: Any, started: float
 ) -> tuple[Any, BaseException | None, int]:
-    """Call the step, retrying retryable failures with backoff.
+    """Call the step (first at ``started``), retrying retryable failures with backoff.
 
     Returns (result, caught error, attempts); the error is set only for ``catch_exceptions`` steps.
     """
@@ -109,7 +110,7 @@ def _call_with_retries(
                 continue
             if options.catch_exceptions:
                 return None, error, attempt
-            remember_failure(error, attempt)
+            remember_failure(error, attempt, started, time.time())
             hook().durably_step_failed(
                 workflow_id=task.workflow_id,
                 step_id=spec.step_id,
@@ -120,8 +121,8 @@ def _call_with_retries(
             raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
 
-def remember_failure(error: BaseException, attempts: int) -> None:
-    """Note the traceback text and attempt count on a step's final error, for its workflow's status.
+def remember_failure(error: BaseException, attempts: int, started: float, ended: float) -> None:
+    """Note the traceback text, attempt count and times on a step's final error, for its workflow's status.
 
     They travel with the exception (its ``__dict__`` is pickled) to the driver, which may be in
     another process: the traceback object itself does not survive that trip.
@@ -130,6 +131,7 @@ def remember_failure(error: BaseException, attempts: int) -> None:
     with contextlib.suppress(Exception):  # an exception class may refuse new attributes
         setattr(error, DURABLY_TRACEBACK, text)
         setattr(error, DURABLY_ATTEMPTS, attempts)
+        setattr(error, DURABLY_STEP_TIMES, (started, ended))
 
 
 def _argument_resolver(store: WorkflowStore, spec: StepSpec, values: list[Any]) -> Any:
@@ -173,7 +175,7 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
     func = load_function(store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, _argument_resolver(store, spec, values))
     started = time.time()
-    result, caught, attempts = _call_with_retries(task, func, args, kwargs)
+    result, caught, attempts = _call_with_retries(task, func, args, kwargs, started)
     meta = step_metadata(spec, started, time.time(), attempts)
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)

@@ -186,7 +186,11 @@ class Workflow(Generic[R]):
         return changed
 
     def run(
-        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
+        self,
+        workflow_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retention: Any = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> R:
         """Run the workflow that ends at this step to completion and return its value.
 
@@ -197,16 +201,22 @@ class Workflow(Generic[R]):
         # for workflow.run(self), from the model of a workflow up to where runs start.
         from durably import _launch
 
-        return _launch.run(self, workflow_id=workflow_id, metadata=metadata, retention=retention)  # type: ignore[no-any-return]
+        return _launch.run(  # type: ignore[no-any-return]
+            self, workflow_id=workflow_id, metadata=metadata, retention=retention, runtime_env=runtime_env
+        )
 
     def run_async(
-        self, workflow_id: str | None = None, metadata: dict[str, Any] | None = None, retention: Any = None
+        self,
+        workflow_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retention: Any = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> ray.ObjectRef[R] | concurrent.futures.Future[R]:
         """Start the workflow; returns a ``ray.ObjectRef`` (a Future with the local executor)."""
         from durably import _launch
 
         handle: ray.ObjectRef[R] | concurrent.futures.Future[R] = _launch.run_async(
-            self, workflow_id=workflow_id, metadata=metadata, retention=retention
+            self, workflow_id=workflow_id, metadata=metadata, retention=retention, runtime_env=runtime_env
         )
         return handle
 

@@ -27,6 +27,11 @@ workflows/<id>/events/<step_id>             an event a wait_for_event step recei
 workflows/<id>/mailbox/<key>/<n>            the n-th external event sent under a key (key hashed)
 workflows/<id>/claims/<key>/<n>             which wait_for_event step received that event
 workflows/<id>/receivers/<step_id>          the event a waiting step is taking, so a crash cannot lose it
+workflows/<id>/runtime_env                  the workflow's code snapshot: Ray runtime_env as recorded at
+                                            its first run (or last upgrade), folders as package hashes
+                                            (plain JSON; ``_snapshots``)
+code/<sha256>.zip                           a zipped code folder, by content hash, shared by every workflow
+                                            whose snapshot names it (written once; kept on delete)
 deleting/<workflow_id>                      a deletion in progress; whoever finds it finishes it
 ```
 
@@ -112,9 +117,11 @@ def loadable_error(workflow_id: str, step_id: str, error: BaseException) -> Base
     return error
 
 
-#: Attributes the worker sets on a step's failed exception: its traceback text and attempt count.
+#: Attributes the worker sets on a step's failed exception: its traceback text, attempt count,
+#: and (start, end) unix times of its attempts.
 DURABLY_TRACEBACK = "__durably_traceback__"
 DURABLY_ATTEMPTS = "__durably_attempts__"
+DURABLY_STEP_TIMES = "__durably_step_times__"
 
 
 class StoredOutput:
@@ -451,9 +458,26 @@ class WorkflowStore:
 
     # -- result -------------------------------------------------------------------------------
     def save_result_pointer(self, step_id: str) -> bool:
-        """Record which step holds the workflow's output, once; False when a result was already recorded."""
+        """Record which step holds the workflow's output, once; False when a result was already recorded.
+
+        The workflow's records are made durable first (the result must never survive a power
+        cut without the step it points at) and after (a caller told the output keeps it).
+        """
+        self.make_durable()
         record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
-        return self._create(self.key("result"), record)
+        created = self._create(self.key("result"), record)
+        self.make_durable()
+        return created
+
+    def make_durable(self) -> None:
+        """Wait until every record of this workflow written so far survives a power cut.
+
+        Only backends that acknowledge a write before it is durable have ``sync`` (``file://``,
+        which syncs folders in the background); on the others a written key already is.
+        """
+        sync = getattr(self.storage, "sync", None)
+        if sync is not None:
+            retry_transient(lambda: sync(self.prefix), is_transient=is_transient_write_error)
 
     def result_step_id(self) -> str | None:
         try:
@@ -473,6 +497,23 @@ class WorkflowStore:
         except KeyNotFound:
             return None
         return str(meta["parent"]), str(meta["step_id"])
+
+    # -- code snapshot -------------------------------------------------------------------------
+    def save_runtime_env(self, record: dict[str, Any], *, replace: bool = False) -> bool:
+        """Record the workflow's code snapshot once (``replace``: an upgrade asked for); False if kept."""
+        key = self.key("runtime_env")
+        if replace:
+            self._put(key, encode_plain_record(record))
+            return True
+        return self._create(key, encode_plain_record(record))
+
+    def load_runtime_env(self) -> dict[str, Any] | None:
+        """The recorded code snapshot, None for a workflow that runs without one."""
+        key = self.key("runtime_env")
+        try:
+            return decode_plain_record(key, self.storage.get(key))
+        except KeyNotFound:
+            return None
 
     # -- cancellation ------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -586,7 +627,35 @@ def error_text(error: BaseException) -> dict[str, Any]:
     attempts = getattr(cause, DURABLY_ATTEMPTS, None)
     if isinstance(attempts, int):
         found["failed_attempts"] = attempts
+    times = getattr(cause, DURABLY_STEP_TIMES, None)
+    if isinstance(times, tuple) and len(times) == 2:
+        found["failed_step_start"], found["failed_step_end"] = times
     return found
+
+
+def code_package_key(digest: str) -> str:
+    """Where the zipped code folder whose sha256 is ``digest`` is kept (shared by workflows)."""
+    return f"code/{digest}.zip"
+
+
+def save_code_package(storage: Storage, digest: str, data: bytes) -> None:
+    """Store a zipped code folder under its content hash, once (an identical folder is stored once)."""
+    key = code_package_key(digest)
+    if not storage.exists(key):
+        record = _codec.encode_record(RecordKind.CODE, {"sha256": digest, "size": len(data)}, data)
+        retry_transient(lambda: storage.put_if_absent(key, record), is_transient=is_transient_write_error)
+
+
+def load_code_package(storage: Storage, digest: str) -> bytes:
+    """The zip stored by ``save_code_package``; refuses one whose content does not match its hash."""
+    key = code_package_key(digest)
+    found_kind, _, payload = _codec.decode_record(key, storage.get(key))
+    if found_kind != RecordKind.CODE:
+        raise CheckpointCorruptedError(key, f"record kind {found_kind} where {RecordKind.CODE} was expected")
+    data = bytes(payload)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CheckpointCorruptedError(key, "its content does not match the hash it is stored under")
+    return data
 
 
 def list_workflow_ids(storage: Storage) -> list[str]:

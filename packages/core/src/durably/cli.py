@@ -14,9 +14,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -97,8 +98,8 @@ def _inspector(storage: str) -> Inspector:
     return Inspector(storage)
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+def _console(width: int | None = None) -> Console:
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def _print_json(data: Any) -> None:
@@ -233,25 +234,66 @@ def list_command(
     if as_json:
         _print_json({"workflows": _plain(page.items), "next_cursor": page.next_cursor})
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "STATUS", "CREATED", "UPDATED", "STEPS", "DURATION"):
-        table.add_column(column, no_wrap=column != "ID", justify="right" if column == "STEPS" else "left")
-    for item in page.items:
-        table.add_row(
-            escape(item.workflow_id),
-            _status_text(item.status),
-            _when(item.created),
-            _when(item.updated),
-            _steps_text(item),
-            _duration(item.duration),
-        )
     console = _console()
     if page.items:
-        console.print(table)
+        table, needed = _workflow_table(page.items, console.width)
+        # Wider than the terminal only when the ids alone are: the terminal wraps the line, no
+        # id is cut (the console would crop it).
+        (console if needed <= console.width else _console(width=needed)).print(table)
     else:
         console.print("no workflows")
     if page.next_cursor is not None:
         console.print(f"more: durably list --after {escape(page.next_cursor)} (same filters)", style="dim")
+
+
+#: The columns of ``durably list`` besides ID and STATUS, least important first: the first ones are
+#: dropped when the terminal is too narrow for them (an id is never cut: it is copied into commands).
+_OPTIONAL_COLUMNS: tuple[tuple[str, Callable[[WorkflowSummary], str]], ...] = (
+    ("UPDATED", lambda item: _when(item.updated)),
+    ("CREATED", lambda item: _when(item.created)),
+    ("DURATION", lambda item: _duration(item.duration)),
+    ("STEPS", _steps_text),
+)
+_COLUMN_ORDER = ("ID", "STATUS", "CREATED", "UPDATED", "STEPS", "DURATION")
+_COLUMN_GAP = 2  # the padding rich puts between two columns of a box-less table
+
+
+def _workflow_table(items: Sequence[WorkflowSummary], width: int) -> tuple[Table, int]:
+    """The ``list`` table with the columns that fit in ``width``, and the width it needs.
+
+    Ids are never cut or wrapped (an id is copied into other commands): when the ids and statuses
+    alone are wider than ``width``, the width returned is theirs.
+    """
+    cells: dict[str, list[str]] = {
+        "ID": [item.workflow_id for item in items],
+        "STATUS": [item.status for item in items],
+    }
+    for name, value in _OPTIONAL_COLUMNS:
+        cells[name] = [value(item) for item in items]
+    widths = {
+        name: max(cell_len(name), *(cell_len(text) for text in column)) for name, column in cells.items()
+    }
+    shown = list(_COLUMN_ORDER)
+
+    def needed() -> int:
+        return sum(widths[column] for column in shown) + _COLUMN_GAP * (len(shown) - 1)
+
+    for name, _ in _OPTIONAL_COLUMNS:
+        if needed() <= width:
+            break
+        shown.remove(name)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in shown:
+        justify: Literal["left", "right"] = "right" if name == "STEPS" else "left"
+        table.add_column(name, no_wrap=True, overflow="fold", min_width=widths[name], justify=justify)
+    for row in range(len(items)):
+        table.add_row(
+            *(
+                _status_text(cells[name][row]) if name == "STATUS" else escape(cells[name][row])
+                for name in shown
+            )
+        )
+    return table, needed()
 
 
 @cli.command()
@@ -279,18 +321,48 @@ def _step_label(step: StepView) -> str:
     return "  ".join(part for part in parts if part)
 
 
+#: The most steps ``durably show`` draws (the read model's default).
+_SHOWN_STEPS = 5000
+
+
+def _add_error(node: Tree, step: StepView) -> None:
+    if step.error is not None:
+        node.add(f"[red]{escape(step.error.type)}: {escape(step.error.message)}[/red]")
+
+
 def _step_tree(detail: WorkflowDetail) -> Tree:
-    """The steps, continuations nested under their step (built with a stack: chains can be long)."""
+    """The steps as a tree; a continuation chain is drawn flat.
+
+    A step that returned a sub-graph gets, one level below it, the sub-graph's other steps and
+    then its output step marked "↪ continued as". When that output step returned a sub-graph
+    too (a loop: a step returning ``step.step(n - 1)``), the next link goes at that same level,
+    so a loop of 10,000 iterations is 10,000 lines, not 10,000 levels. Built with a stack, not
+    recursion.
+    """
     root = Tree(f"steps of [bold]{escape(detail.summary.workflow_id)}[/bold]")
-    stack: list[tuple[Tree, tuple[StepView, ...]]] = [(root, detail.steps)]
+    # (node, steps to add under it) or (node, links to append under it once its steps are in)
+    stack: list[tuple[Tree, tuple[StepView, ...] | list[Tree]]] = [(root, detail.steps)]
     while stack:
-        parent, steps = stack.pop()
-        for step in steps:
+        parent, pending = stack.pop()
+        if isinstance(pending, list):
+            parent.children.extend(pending)
+            continue
+        for step in pending:
             node = parent.add(_step_label(step))
-            if step.error is not None:
-                node.add(f"[red]{escape(step.error.type)}: {escape(step.error.message)}[/red]")
-            if step.children:
-                stack.append((node, step.children))
+            _add_error(node, step)
+            links: list[Tree] = []
+            below = len(stack)  # entries pushed from here on are popped before one put here
+            holder, current = node, step
+            while current.children:
+                *inner, output = current.children
+                if inner:
+                    stack.append((holder, tuple(inner)))
+                holder = Tree(f"[dim]↪ continued as[/dim] {_step_label(output)}")
+                _add_error(holder, output)
+                links.append(holder)
+                current = output
+            if links:  # under ``node`` after the other steps of its sub-graph, which go in first
+                stack.insert(below, (node, links))
     return root
 
 
@@ -300,10 +372,11 @@ def _step_tree(detail: WorkflowDetail) -> Tree:
 @json_option
 def show(storage: str, workflow_id: str, as_json: bool) -> None:
     """Show a workflow: status, metadata, error with its traceback, and its steps as a tree."""
-    detail = _inspector(storage).get_workflow(workflow_id)
-    if as_json:
-        _print_json(_plain(detail))
+    if as_json:  # nested as stored, so as deep as the default cut (64 levels)
+        _print_json(_plain(_inspector(storage).get_workflow(workflow_id)))
         return
+    # Drawn flat, a chain of continuations costs lines, not depth: only the step count cuts it.
+    detail = _inspector(storage).get_workflow(workflow_id, max_depth=_SHOWN_STEPS, max_steps=_SHOWN_STEPS)
     summary = detail.summary
     console = _console()
     lines = [
@@ -387,12 +460,17 @@ def _progress_until_done(inspector: Inspector, workflow_id: str, handle: Any) ->
     show_default=True,
     help="Where the steps run: local (threads of this process) or ray (joins or starts Ray).",
 )
+@click.option(
+    "--upgrade-code",
+    is_flag=True,
+    help="Capture the workflow's code snapshot again from its folders as they are now (with --executor ray).",
+)
 @json_option
-def resume(storage: str, workflow_id: str, executor: str, as_json: bool) -> None:
+def resume(storage: str, workflow_id: str, executor: str, upgrade_code: bool, as_json: bool) -> None:
     """Resume a workflow, showing steps finished of known, and print its output."""
     workflow = _init_workflows(storage, executor)
     inspector = _inspector(storage)
-    handle = workflow.resume_async(workflow_id)
+    handle = workflow.resume_async(workflow_id, runtime_env="current" if upgrade_code else None)
     _progress_until_done(inspector, workflow_id, handle)
     try:
         value = handle.result() if hasattr(handle, "result") else _ray_get(handle)

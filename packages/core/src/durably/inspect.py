@@ -27,6 +27,7 @@ from durably._retention import FINAL_STATUSES, expiry
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, list_workflow_ids
 from durably.actors._store import ActorStore, list_actor_ids
+from durably.codecs import checks_signatures
 
 T = TypeVar("T")
 
@@ -81,6 +82,8 @@ class StepView:
     status: str
     #: 0 when unknown.
     attempts: int
+    #: Unix seconds, and seconds to its end; for the step that failed the workflow, from its first
+    #: attempt's start to its last attempt's end (None in records written before they were kept).
     start: float | None
     duration: float | None
     #: The step's user metadata.
@@ -163,6 +166,9 @@ class Inspector:
     def __init__(self, storage_url: str) -> None:
         self.storage_url = normalize_storage_url(storage_url)
         self.storage = open_storage(self.storage_url)
+        #: True when this process checks the signature of every record it reads (a ``sign``
+        #: codec, no unsigned-legacy window): a tampered output is refused, not unpickled.
+        self.signed = checks_signatures(self.storage)
 
     # -- workflows ----------------------------------------------------------------------------
     def _store(self, workflow_id: str) -> WorkflowStore:
@@ -450,6 +456,10 @@ class _StepTree:
         self.driven = status == WorkflowStatus.RUNNING
         self.failed_step = record.get("failed_step") if status == WorkflowStatus.FAILED else None
         self.failed_attempts = record.get("failed_attempts")
+        self.failed_times = {
+            "start_time": record.get("failed_step_start"),
+            "end_time": record.get("failed_step_end"),
+        }
         self.error = error
         self.values, self.continuations = store.finished_steps()
         self.max_steps = max_steps
@@ -511,6 +521,7 @@ class _StepTree:
         elif step_id == self.failed_step:
             status, error = WorkflowStatus.FAILED.value, self.error
             attempts = self.failed_attempts
+            meta = {**meta, **self.failed_times}  # its attempts' start and end, from the status record
         elif self.driven and all(dep in self.values or dep in self.continuations for dep in depends_on):
             status = WorkflowStatus.RUNNING.value
         else:

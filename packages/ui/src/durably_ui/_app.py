@@ -34,17 +34,19 @@ def create_app(
     ``$DURABLY_UI_TOKEN``, else a random one, readable as ``app.state.durably_ui_settings.token``).
     ``executor`` is where resumed workflows run (``"ray"`` or ``"local"``); reading needs no
     executor and never starts Ray. ``show_outputs`` allows previews of stored outputs, which
-    unpickles them: only for storage whose writers you trust.
+    unpickles them: only for storage whose writers you trust. Previews are allowed without it when
+    the store is signed (``DURABLY_SIGNING_KEY`` set in this process; docs/security.md).
     """
     chosen, generated = resolve_token(token)
+    inspector = Inspector(storage)
     settings = Settings(
         storage_url=storage,
         token=chosen,
         executor=executor,
         show_outputs=show_outputs,
+        signed=inspector.signed,
         token_generated=generated,
     )
-    inspector = Inspector(storage)
     app = FastAPI(
         title="durably",
         summary="Workflows stored by durably: list, inspect, resume, cancel, delete, send events.",

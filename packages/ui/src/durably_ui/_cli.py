@@ -25,7 +25,10 @@ from durably_ui._settings import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, check_bi
 @click.option(
     "--show-outputs",
     is_flag=True,
-    help="Allow previews of step outputs and actor state. They are unpickled: only for trusted storage.",
+    help=(
+        "Allow previews of step outputs and actor state on an unsigned store (a signed one allows "
+        "them). They are unpickled: only for trusted storage."
+    ),
 )
 def ui_command(storage: str, host: str, port: int, executor: str, show_outputs: bool) -> None:
     """Serve the durably dashboard and HTTP API for the workflows in a storage.

@@ -6,12 +6,13 @@ from durably.workflow import ActorNotFoundError, WorkflowError, WorkflowNotFound
 
 
 class OutputsHiddenError(Exception):
-    """The dashboard was not allowed to unpickle outputs (start it with --show-outputs)."""
+    """The dashboard was not allowed to unpickle outputs (unsigned store, no --show-outputs)."""
 
     def __init__(self) -> None:
         super().__init__(
             "outputs are not shown: previewing one unpickles data that anyone with write access to the "
-            "storage could have crafted; start the dashboard with --show-outputs to allow it"
+            "storage could have crafted; sign the store (DURABLY_SIGNING_KEY) or start the dashboard with "
+            "--show-outputs to allow it"
         )
 
 

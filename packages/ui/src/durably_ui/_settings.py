@@ -26,6 +26,8 @@ class Settings:
     token: str
     executor: str = "ray"
     show_outputs: bool = False
+    #: The storage's records are signed and checked before unpickling (``Inspector.signed``).
+    signed: bool = False
     token_generated: bool = field(default=False, compare=False)
 
     def derived(self, purpose: str) -> str:
@@ -75,8 +77,8 @@ def check_bind(host: str, token_given: bool) -> None:
 def outputs_allowed(settings: Settings) -> bool:
     """Whether the dashboard may unpickle stored outputs and actor state to preview them.
 
-    Unpickling runs code chosen by whoever can write the storage, so it is allowed only when the
-    operator asked for it (``--show-outputs``). Once stores can be signed (the codec issue), a
-    store whose records are signed is also allowed here: that is the one place to add it.
+    Unpickling runs code chosen by whoever can write the storage, so it is allowed when the
+    operator asked for it (``--show-outputs``), or when the store is signed: the ``sign`` codec
+    refuses a forged or altered record before anything is unpickled (docs/security.md).
     """
-    return settings.show_outputs
+    return settings.show_outputs or settings.signed

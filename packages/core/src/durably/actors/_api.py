@@ -19,6 +19,7 @@ from durably._ids import validate_workflow_id
 from durably._lease import Lease
 from durably._options import build_options
 from durably._resolve import open_storage
+from durably._snapshots import capture
 from durably._step import Workflow, _pickle_user_code_by_value
 from durably.actors._class import actor_methods, get_state, pickle_class
 from durably.actors._commit import core_for, drop_core
@@ -168,6 +169,10 @@ class VirtualActorClass:
         target = _target(actor_id)
         store = ActorStore(open_storage(target.storage_url), actor_id)
         if not store.is_listed():
+            code = _config.current().runtime_env
+            if code is not None:
+                # Before the class: an actor that exists has its snapshot (the first creator's).
+                store.save_runtime_env(capture(store.storage, code))
             _construct(store, self.cls, args, kwargs)
         cls = core_for(target.storage_url, actor_id).actor_class()
         if cls.__name__ != self.cls.__name__:

@@ -44,7 +44,9 @@ def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str
         if readonly:
             if _readonly_tasks is None:
                 _readonly_tasks = ray.remote(num_cpus=0)(_ray_host.readonly_remote)
-            return _readonly_tasks.remote(target, method, args, kwargs, context)
+            code = _ray_host.code_options(target)
+            tasks = _readonly_tasks.options(**code) if code else _readonly_tasks
+            return tasks.remote(target, method, args, kwargs, context)
         _refuse_own_mutating_call(target, method)
         return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context)
     if readonly:

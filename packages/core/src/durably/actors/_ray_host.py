@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from durably import _config
+from durably._resolve import open_storage
+from durably._snapshots import CodeSnapshot
 from durably.actors._commit import core_for
+from durably.actors._store import ActorStore
 from durably.actors._target import Target
 
 #: A Ray actor hosting a virtual actor exits after this long without calls (seconds).
@@ -72,6 +75,13 @@ _hosts: dict[str, Any] = {}
 _hosts_lock = threading.Lock()
 
 
+def code_options(target: Target) -> dict[str, Any]:
+    """Ray options that run the actor's code under its snapshot (none for an actor without one)."""
+    storage = open_storage(target.storage_url)
+    record = ActorStore(storage, target.actor_id).load_runtime_env()
+    return {} if record is None else {"runtime_env": CodeSnapshot(storage, record).ray_env()}
+
+
 def host_for(target: Target) -> Any:
     import ray
 
@@ -80,7 +90,12 @@ def host_for(target: Target) -> Any:
     if host is None:
         remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
         host = remote_class.options(  # type: ignore[attr-defined]
-            name=name, namespace=HOST_NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=0
+            name=name,
+            namespace=HOST_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=0,
+            **code_options(target),
         ).remote(target)
         with _hosts_lock:
             _hosts[name] = host

@@ -5,6 +5,8 @@ actor-index/<actor_id>               one small marker per actor, written once it
                                      (JSON: class name); ``list_actors`` lists these
 actors/<id>/class                    the actor's class, pickled by value, and its incarnation id
 actors/<id>/creator/<n>              the lease of the process running the constructor (_lease.py)
+actors/<id>/runtime_env              the actor's code snapshot, captured at its creation (plain JSON;
+                                     ``_snapshots``): its Ray host runs under it
 actors/<id>/log/<seq:012d>           one committed call: the state after it + its result + call id.
                                      seq 0 is the constructor; the highest seq is the current state
 actor-deleting/<actor_id>            a deletion in progress (unlisted first, marker removed last)
@@ -28,6 +30,7 @@ from typing import Any
 from durably import _codec
 from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
+from durably._store import decode_plain_record, encode_plain_record
 from durably.storage import KeyNotFound, Storage
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
@@ -94,6 +97,18 @@ class ActorStore:
                 key, f"record kind {found_kind} where {RecordKind.ACTOR_CLASS} was expected"
             )
         return meta, bytes(payload)
+
+    def save_runtime_env(self, record: dict[str, Any]) -> bool:
+        """Record the code snapshot of a new actor, once; False when one is already recorded."""
+        return self.storage.put_if_absent(self.key("runtime_env"), encode_plain_record(record))
+
+    def load_runtime_env(self) -> dict[str, Any] | None:
+        """The actor's code snapshot, None for an actor created without one."""
+        key = self.key("runtime_env")
+        try:
+            return decode_plain_record(key, self.storage.get(key))
+        except KeyNotFound:
+            return None
 
     def delete_class(self) -> None:
         self.storage.delete_prefix(self.key("class"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from durably import _codec, _launch
+from durably import _codec, _config, _launch
 from durably._errors import WorkflowError
+from durably._resolve import open_storage
 from durably._step import StepFunction, Workflow
 from durably._store import WorkflowStore
 from durably.actors._class import find_method
@@ -44,6 +45,9 @@ def finish_returned_steps(
     its arguments (which may be step futures) are computed by a sub-workflow first.
     """
     ran: list[str] = []
+    snapshot: dict[str, Any] | None = None
+    if isinstance(result, Workflow):  # its steps run the actor's code snapshot, if it has one
+        snapshot = ActorStore(open_storage(_config.current().storage_url), actor_id).load_runtime_env()
     while isinstance(result, Workflow):
         workflow_id = subworkflow_id(actor_id, seq, call_id, len(ran))
         function = result.function
@@ -56,13 +60,14 @@ def finish_returned_steps(
                 args, kwargs = _launch.run(
                     Workflow(StepFunction(gather_arguments, function.step_options), args, kwargs),
                     workflow_id=workflow_id,
+                    snapshot=snapshot,
                 )
             method = args[1]
             result = find_method(type(instance), actor_id, method)(instance, *args[3:], **kwargs)
             continue
         refuse_calls_to_self(actor_id, result)
         ran.append(workflow_id)
-        result = _launch.run(result, workflow_id=workflow_id)
+        result = _launch.run(result, workflow_id=workflow_id, snapshot=snapshot)
     return result, ran
 
 

@@ -12,7 +12,7 @@ from durably.codecs._base import Codec, CodecStorage, RecordRefusedError
 from durably.codecs._encryption import ENCRYPTION_KEY_ENV, EncryptionCodec
 from durably.codecs._keys import KeyRing, parse_key_ring
 from durably.codecs._rewrite import rewrite_store
-from durably.codecs._signing import LEGACY_ENV, SIGNING_KEY_ENV, SigningCodec
+from durably.codecs._signing import LEGACY_ENV, SIGNING_KEY_ENV, SigningCodec, checks_signatures
 
 __all__ = [
     "ENCRYPTION_KEY_ENV",
@@ -24,6 +24,7 @@ __all__ = [
     "KeyRing",
     "RecordRefusedError",
     "SigningCodec",
+    "checks_signatures",
     "parse_key_ring",
     "rewrite_store",
 ]

@@ -113,6 +113,12 @@ class CodecStorage:
     def list(self, prefix: str) -> Iterator[str]:
         return self.inner.list(prefix)
 
+    def sync(self, prefix: str) -> None:
+        """The inner backend's ``sync`` (durable keys under ``prefix``), when it has one."""
+        sync = getattr(self.inner, "sync", None)
+        if sync is not None:
+            sync(prefix)
+
     def delete_prefix(self, prefix: str) -> int:
         return self.inner.delete_prefix(prefix)
 

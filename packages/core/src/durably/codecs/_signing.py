@@ -7,8 +7,9 @@ import hmac
 import os
 from collections.abc import Sequence
 
-from durably.codecs._base import RecordRefusedError, pack_prefix, unpack_prefix
+from durably.codecs._base import CodecStorage, RecordRefusedError, pack_prefix, unpack_prefix
 from durably.codecs._keys import KeyRing, key_ring_from_environment
+from durably.storage import Storage
 
 MAGIC = b"DRBS"
 VERSION = 1
@@ -104,3 +105,15 @@ class SigningCodec:
                 "(or was written for another key); durably refused it before unpickling anything",
             )
         return data[end + _MAC_SIZE :]
+
+
+def checks_signatures(storage: Storage) -> bool:
+    """Whether every record read from ``storage`` has its signature checked before it is unpickled.
+
+    True when the storage runs its records through a ``sign`` codec that refuses unsigned ones
+    (not in the ``allow_unsigned_legacy`` window): a record forged or altered by someone with write
+    access to the storage, but not the key, is then refused instead of unpickled.
+    """
+    return isinstance(storage, CodecStorage) and any(
+        isinstance(codec, SigningCodec) and not codec.allow_legacy for codec in storage.codecs
+    )

@@ -42,6 +42,9 @@ class Executor(Protocol):
     #: waits are woken through the cluster's events actor, and ``get_output_async`` returns a
     #: ``ray.ObjectRef``. False: all of these live in threads of the calling process.
     has_cluster_host: bool
+    # Optional: ``supports_runtime_env = True`` says the executor honours ``StepTask.runtime_env``
+    # (a workflow's code snapshot, Ray's runtime_env format); without it, workflows that have a
+    # snapshot are refused (``getattr(executor, "supports_runtime_env", False)``).
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         """Start ``execute_step(task, *inputs)`` once the handles among ``inputs`` are ready.

@@ -32,6 +32,8 @@ class LocalExecutor:
 
     name = "local"
     has_cluster_host = False
+    #: Steps run in this process, with its code: a workflow's code snapshot cannot apply here.
+    supports_runtime_env = False
 
     def __init__(self, max_workers: int | None = None) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(

@@ -46,30 +46,36 @@ class RayExecutor:
 
     name = "ray"
     has_cluster_host = True
+    supports_runtime_env = True
 
     def __init__(self) -> None:
         self._remote = ray.remote(num_returns=2)(execute_ray_step)
-        self._configured: dict[int, tuple[StepOptions, Any]] = {}
+        self._configured: dict[tuple[int, int], tuple[StepOptions, Any, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
         # Outcomes fetched together by ``wait``, per engine thread (one wait, then a result for
         # each ready handle); the next wait of the thread drops whatever was not asked for.
         self._fetched = threading.local()
 
-    def _remote_for(self, options: StepOptions) -> Any:
-        cached = self._configured.get(id(options))
-        if cached is not None and cached[0] is options:
-            return cached[1]
+    def _remote_for(self, options: StepOptions, runtime_env: Any) -> Any:
+        # A workflow's snapshot hands the same runtime_env dict to each of its steps.
+        key = (id(options), id(runtime_env))
+        cached = self._configured.get(key)
+        if cached is not None and cached[0] is options and cached[1] is runtime_env:
+            return cached[2]
+        ray_options = dict(options.ray_options)
+        if runtime_env is not None:
+            # The workflow's code snapshot wins over a step's own runtime_env: the code recorded
+            # at the first run is what every step of the workflow runs.
+            ray_options["runtime_env"] = dict(runtime_env)
         # Application errors are retried inside the step (with backoff); Ray retries only
         # system failures, such as the worker process dying, up to the same limit.
-        remote = self._remote.options(
-            max_retries=options.max_retries, retry_exceptions=False, **options.ray_options
-        )
-        self._configured[id(options)] = (options, remote)
+        remote = self._remote.options(max_retries=options.max_retries, retry_exceptions=False, **ray_options)
+        self._configured[key] = (options, runtime_env, remote)
         return remote
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
-        value, info = self._remote_for(task.spec.options).remote(task, *inputs)
+        value, info = self._remote_for(task.spec.options, task.runtime_env).remote(task, *inputs)
         return value, info
 
     def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
