@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from durably import _config
@@ -198,7 +198,9 @@ def _refuse_ray_client(address: str | None) -> None:
 
     given = address if address is not None else os.environ.get("RAY_ADDRESS", "")
     source = "ray_address" if address is not None else "RAY_ADDRESS"
-    connected = ray.util.client.ray.is_connected()
+    # Ray does not annotate it: name its type here rather than call it untyped.
+    is_client: Callable[[], bool] = ray.util.client.ray.is_connected
+    connected = is_client()
     if not (given or "").startswith(RAY_CLIENT_PREFIX) and not connected:
         return
     where = (
