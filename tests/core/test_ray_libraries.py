@@ -75,8 +75,19 @@ from durably import workflow
 from durably_test_helpers import kill_process_tree, record_run
 
 cloudpickle.register_pickle_by_value(durably_test_helpers)
+import ray
+
 counts = {counts!r}
-workflow.init(storage={storage!r}, executor="ray", ray_address="local")
+# This driver's own Ray, which dies with it; a loaded machine can miss Ray's start-up deadline.
+for attempt in range(3):
+    try:
+        ray.init(address="local", _node_ip_address=os.environ["DURABLY_RAY_NODE_IP"])
+        break
+    except Exception:
+        ray.shutdown()
+        if attempt == 2:
+            raise
+workflow.init(storage={storage!r}, executor="ray")
 driver_pid = os.getpid()
 
 @workflow.step
