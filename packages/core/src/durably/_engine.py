@@ -106,6 +106,9 @@ class WorkflowEngine:
         #: The steps whose uncaught failure ends this run (the one that failed, and the consumer
         #: whose outcome reported it).
         self.failed_steps: set[str] = set()
+        #: Not the workflow's first driver: an earlier one (perhaps paused, not dead) may still
+        #: record steps this one has not seen, so each step looks for its record before it runs.
+        self.took_over = lease is None or lease.number != 0
         self.finished_values, self.finished_continuations = store.finished_steps()
         self._register(graph, dynamic=False, frame_owner=None)
         self.output = graph.output
@@ -269,6 +272,7 @@ class WorkflowEngine:
             node.dynamic,
             propagation_context(workflow_id),
             runtime_env,
+            self.took_over,
         )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)

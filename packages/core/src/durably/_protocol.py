@@ -30,6 +30,9 @@ class StepTask:
     #: The Ray runtime_env the step must run under: the workflow's code snapshot (``working_dir``
     #: and ``py_modules`` as ``gcs://`` URIs). None: the executor's default environment.
     runtime_env: Mapping[str, Any] | None = None
+    #: Another driver may have run this step before (this run took the workflow over): the
+    #: worker looks for its record before calling the step, as a retried task does.
+    look_first: bool = False
 
 
 class _Singleton:

@@ -161,11 +161,12 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
     The checkpoint is written here, before this returns, so no consumer can start before the
     output it consumes is durable. It is written once: when another run of the same step
     recorded first, that record is the step's value and outcome. ``retried`` (the executor
-    re-runs a task whose worker died) looks for such a record before calling the step again.
+    re-runs a task whose worker died) and ``task.look_first`` (a run that took the workflow
+    over from an earlier driver) look for such a record before calling the step.
     """
     spec = task.spec
     store = open_workflow_store(task.storage_url, task.workflow_id)
-    if retried:
+    if retried or task.look_first:
         recorded = recorded_outcome(store, spec)
         if recorded is not None:
             return recorded

@@ -247,7 +247,7 @@ class WorkflowStore:
         self.save_argument_objects(graph)
         payload = _codec.dumps(Graph(graph.steps, graph.output))
         graph_record = _codec.encode_record(RecordKind.GRAPH, {"outline": graph_outline(graph)}, payload)
-        created = self.storage.put_if_absent(self.key("graph"), graph_record)
+        created = self._create(self.key("graph"), graph_record)
         meta = {
             "user_metadata": metadata,
             "created_at": time.time(),
@@ -255,8 +255,8 @@ class WorkflowStore:
             "step_count": len(graph.steps),
             "retention": retention,
         }
-        self.storage.put_if_absent(self.key("meta"), encode_plain_record(meta))
-        self.storage.put_if_absent(f"index/{self.workflow_id}", b"")
+        self._create(self.key("meta"), encode_plain_record(meta))
+        self._create(f"index/{self.workflow_id}", b"")
         return created
 
     def exists(self) -> bool:
