@@ -45,6 +45,11 @@ PYTHONS = _installed_pythons()
 LOCAL_RAY_ENV = {"DURABLY_RAY_NODE_IP": "127.0.0.2"} if sys.platform == "linux" else {}
 PACKAGES = _packages()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "numpy"]
+#: What core's own tests need beyond its `testing` extra: steps that run Ray Data pipelines and
+#: Ray Tune searches (tests/core/test_ray_libraries.py), and Ray's dashboard, which serves the Jobs
+#: API (tests/core/test_ray_jobs.py). Not in the extra: plugin authors who run durably's contract
+#: kits need none of them.
+CORE_TEST_TOOLS = ["ray[data,default,tune]"]
 #: Every plugin package runs on the primary Python and on one other only (CI budget), spread so
 #: that each secondary Python still loads some plugins: the oldest Python (most likely to break
 #: where the primary does not) takes Kafka and OpenTelemetry; the ui (a browser, Ray Serve) and
@@ -77,7 +82,9 @@ def _install(session: nox.Session, *folders: str) -> None:
     """Install core plus the named package folders (editable, with their test extras)."""
     specs = ["-e", f"{ROOT / 'packages' / 'core'}[testing]"]
     for folder in folders:
-        if folder != "core":
+        if folder == "core":
+            specs += CORE_TEST_TOOLS
+        else:
             specs += ["-e", f"{PACKAGES[folder]}[test]"]
     session.install(*specs, *TEST_TOOLS)
 

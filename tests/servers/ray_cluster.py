@@ -42,12 +42,34 @@ class RayCluster:
     """One head node (and optional worker nodes) on a loopback address, with token authentication."""
 
     def __init__(
-        self, num_cpus: int = 2, resources: str = '{"durably_test": 4}', env: dict[str, str] | None = None
+        self,
+        num_cpus: int = 2,
+        resources: str = '{"durably_test": 4}',
+        env: dict[str, str] | None = None,
+        dashboard: bool = False,
     ) -> None:
-        """``env`` is added to every node's environment, so every worker and actor of the cluster has it."""
+        """``env`` is added to every node's environment, so every worker and actor of the cluster has it.
+
+        ``dashboard`` starts the head's dashboard, which serves the Ray Jobs API at
+        ``dashboard_url`` (off by default: it costs a process and seconds at start).
+        """
         self.node_env = dict(env or {})
+        if dashboard:
+            # `ray start` gives the dashboard 60 s to come up, which a loaded machine can miss.
+            self.node_env.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "600")
         self.port = free_port()
         self.address = f"{LOOPBACK_IP}:{self.port}"
+        self.dashboard_port = free_port() if dashboard else None
+        self.dashboard_url = f"http://{LOOPBACK_IP}:{self.dashboard_port}" if dashboard else None
+        dashboard_options = (
+            [
+                "--include-dashboard=true",
+                f"--dashboard-host={LOOPBACK_IP}",
+                f"--dashboard-port={self.dashboard_port}",
+            ]
+            if dashboard
+            else ["--include-dashboard=false"]
+        )
         # A short temp dir: Ray's unix socket paths must stay under 107 characters.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="dray-", dir="/tmp"))
         self.token_path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or self.temp_dir / "auth_token")
@@ -62,7 +84,7 @@ class RayCluster:
                 f"--node-ip-address={LOOPBACK_IP}",
                 f"--num-cpus={num_cpus}",
                 f"--resources={resources}",
-                "--include-dashboard=false",
+                *dashboard_options,
                 f"--temp-dir={self.temp_dir}",
                 "--disable-usage-stats",
                 *_agent_ports(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from durably import _config
@@ -25,7 +25,8 @@ from durably._inspect import (
     step_name,
     workflow_store,
 )
-from durably._lease import current_epoch, lease_is_live
+from durably._lease import current_epoch, lease_is_live, lease_seconds
+from durably._lease import wait_for_holder as wait_for_lease_holder
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
@@ -103,6 +104,8 @@ def init(
         )
     code = check_runtime_env(runtime_env)
     chosen = open_executor(executor)
+    if chosen.has_cluster_host:
+        _refuse_ray_client(ray_address)
     if code is not None and not getattr(chosen, "supports_runtime_env", False):
         raise ValueError(
             f"runtime_env needs the ray executor (steps run where Ray can give them the snapshot); "
@@ -178,6 +181,41 @@ def _configure_codecs(codecs: Sequence[str] | None, allow_unsigned_legacy: bool 
         os.environ[LEGACY_ENV] = "1" if allow_unsigned_legacy else "0"
 
 
+RAY_CLIENT_PREFIX = "ray://"
+
+
+def _refuse_ray_client(address: str | None) -> None:
+    """Refuse Ray Client (``ray://``) before anything is changed: durably does not support it.
+
+    durably's driver side (the engine host's bookkeeping of what this process started, results
+    returned as ObjectRefs of the engine actor, the identity its leases record) is built and
+    tested for a process of the cluster (Ray, too, recommends its Jobs API over Ray Client for
+    its libraries); rather than half work, it refuses. The supported ways in are
+    ``ray job submit`` (KubeRay's RayJob) and a driver on a node with RAY_ADDRESS=host:port or
+    ``address="auto"``.
+    """
+    import ray
+
+    given = address if address is not None else os.environ.get("RAY_ADDRESS", "")
+    source = "ray_address" if address is not None else "RAY_ADDRESS"
+    # Ray does not annotate it: name its type here rather than call it untyped.
+    is_client: Callable[[], bool] = ray.util.client.ray.is_connected
+    connected = is_client()
+    if not (given or "").startswith(RAY_CLIENT_PREFIX) and not connected:
+        return
+    where = (
+        f"{source}={given!r}"
+        if given.startswith(RAY_CLIENT_PREFIX)
+        else "this process's ray.init('ray://...')"
+    )
+    raise ValueError(
+        f"durably does not support Ray Client ({where}): run the workflow driver as a process "
+        "of the cluster. Submit the driver as a Ray job (`ray job submit --address "
+        "http://<head>:8265 -- python driver.py`) or run it on a cluster node with "
+        "RAY_ADDRESS=<head>:6379 (or address='auto'); see packages/core/docs/ray-libraries.md"
+    )
+
+
 def _ensure_ray(address: str | None) -> None:
     import ray
 
@@ -215,11 +253,28 @@ def storage() -> Storage:
     return open_storage(_config.current().storage_url)
 
 
-def _resumable_store(workflow_id: str) -> WorkflowStore:
+def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> WorkflowStore:
+    """Check the workflow exists, then wait (bounded) for a previous driver that is going away.
+
+    Right after a crash, the dead driver's lease holder (its process, or the engine actor of
+    the Ray cluster that died with it) takes seconds to exit; resume waits for it instead of
+    reporting the workflow as running (``_lease.wait_for_holder``).
+    """
+    if wait_for_holder is None:
+        timeout = lease_seconds()
+    elif isinstance(wait_for_holder, bool) or not isinstance(wait_for_holder, (int, float)):
+        raise TypeError(f"wait_for_holder must be a number of seconds (or None), got {wait_for_holder!r}")
+    elif not wait_for_holder >= 0:
+        raise ValueError(f"wait_for_holder must be 0 or more seconds, got {wait_for_holder!r}")
+    else:
+        timeout = float(wait_for_holder)
     try:
-        return existing_store(workflow_id)
+        store = existing_store(workflow_id)
     except WorkflowNotFoundError:
         raise NothingToResumeError(workflow_id) from None
+    if workflow_id not in _started_here():  # this process's own run is not a holder to wait for
+        wait_for_lease_holder(store.storage, store.lease_key, workflow_id, timeout)
+    return store
 
 
 def _upgrade_code(store: WorkflowStore, runtime_env: dict[str, Any] | str | None) -> None:
@@ -252,22 +307,33 @@ def _upgrade_code(store: WorkflowStore, runtime_env: dict[str, Any] | str | None
     store.save_runtime_env(record, replace=True)
 
 
-def resume(workflow_id: str, runtime_env: dict[str, Any] | str | None = None) -> Any:
+def resume(
+    workflow_id: str, runtime_env: dict[str, Any] | str | None = None, *, wait_for_holder: float | None = None
+) -> Any:
     """Continue a workflow from its checkpoints and return its output; finished steps do not run again.
 
     Its steps run under the code snapshot recorded at its first run. ``runtime_env="current"``
     upgrades on purpose: the snapshot's folders are captured again as they are now (a dict
     gives the workflow that runtime_env instead); the steps that have not finished run the new code.
+
+    If the workflow's previous driver is still going away (killed, or orphaned by the Ray
+    cluster that died under it) or has stopped renewing its lease, this first waits for it, up
+    to ``wait_for_holder`` seconds (default: one lease period, ``DURABLY_LEASE_SECONDS``, 30 s),
+    saying so once on the ``durably`` logger. A live driver, or one still there after the wait,
+    raises :class:`WorkflowRunningError` naming its pid and host and when the workflow can be
+    resumed. ``wait_for_holder=0`` never waits.
     """
     cfg = _config.current()
-    _upgrade_code(_resumable_store(workflow_id), runtime_env)
+    _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
     return cfg.host.run(cfg.storage_url, workflow_id, None)
 
 
-def resume_async(workflow_id: str, runtime_env: dict[str, Any] | str | None = None) -> Any:
+def resume_async(
+    workflow_id: str, runtime_env: dict[str, Any] | str | None = None, *, wait_for_holder: float | None = None
+) -> Any:
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
-    _upgrade_code(_resumable_store(workflow_id), runtime_env)
+    _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
     return cfg.host.run_async(cfg.storage_url, workflow_id, None)
 
 

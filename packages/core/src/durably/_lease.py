@@ -15,7 +15,10 @@ The protocol (what it guarantees and assumes is also in docs/guarantees.md):
   contender. No wall clocks of two machines are compared. Two shortcuts, both only where the
   holder shares the contender's host, boot and PID namespace: a holder whose process is gone
   (or whose pid now belongs to a younger process) is dead at once, and one whose process exists
-  and is not stopped is alive.
+  and is not stopped is alive, unless it is *dying*: a zombie, killed (SIGKILL pending) or
+  orphaned since it took the lease (its parent, e.g. the raylet of a Ray cluster that died, is
+  gone). A dying holder is waited for, a bounded time, instead of being reported as running:
+  right after a crash the dead cluster's processes take seconds to exit.
 * A holder that has not renewed for three quarters of its period stops driving by itself
   (``lost``): it cannot know whether a contender has already waited out the period. Its late
   writes cannot do harm: outputs are written once (``put_if_absent``) and its status records
@@ -108,7 +111,39 @@ def identity() -> dict[str, Any]:
         "pid_ns": _pid_namespace(),
         "pid": pid,
         "pid_start": process[0] if process else None,
+        # A holder whose parent changes was orphaned: the process (a driver, the raylet) that
+        # started it died, and it is most likely on its way out too (see ``is_dying``).
+        "ppid": os.getppid(),
     }
+
+
+#: Bit of SIGKILL in /proc/<pid>/status signal masks (signal n is bit n - 1).
+_SIGKILL_BIT = 1 << 8
+
+
+def is_dying(holder: dict[str, Any]) -> bool:
+    """Whether the (existing) process an ``identity()`` describes is on its way out.
+
+    A zombie, a process with SIGKILL pending (the kernel is tearing it down), or one orphaned
+    since it took the lease. False when unknowable here (another host, no /proc).
+    """
+    if not _shares_process_table(holder, identity()):
+        return False
+    try:
+        with open(f"/proc/{int(holder.get('pid', -1))}/status") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    except (OSError, ValueError):
+        return False
+    if fields.get("State", "").strip()[:1] in ("Z", "X"):
+        return True
+    for mask in ("SigPnd", "ShdPnd"):
+        try:
+            if int(fields.get(mask, "0").strip(), 16) & _SIGKILL_BIT:
+                return True
+        except ValueError:
+            continue
+    recorded_parent = holder.get("ppid")
+    return recorded_parent is not None and fields.get("PPid", "").strip() != str(recorded_parent)
 
 
 def _shares_process_table(record: dict[str, Any], mine: dict[str, Any]) -> bool:
@@ -145,16 +180,22 @@ class _Observer:
 
 _observer = _Observer()
 
-ALIVE, DEAD, UNKNOWN = "alive", "dead", "unknown"
+ALIVE, DEAD, UNKNOWN, DYING = "alive", "dead", "unknown", "dying"
 
 
 def judge(storage: Any, key: str, record: dict[str, Any]) -> str:
-    """ALIVE, DEAD, or UNKNOWN (not changed while watched, but not yet for a full period)."""
+    """ALIVE, DEAD, DYING (its process is on this host and exiting, see ``is_dying``), or
+    UNKNOWN (not changed while watched, but not yet for a full period)."""
     if record.get("released"):
         return DEAD
     if _shares_process_table(record, identity()):
         if process_is_gone(record):
             return DEAD
+        if is_dying(record):
+            # A zombie nobody reaps is as dead as a holder whose record stopped changing.
+            unchanged = _observer.unchanged_for(storage, key, record)
+            period = float(record.get("period", LEASE_SECONDS))
+            return DEAD if unchanged is not None and unchanged >= period else DYING
         process = _process(int(record.get("pid", -1)))
         if process is not None and process[1] not in ("T", "t", "Z", "X"):  # running or sleeping
             return ALIVE
@@ -227,15 +268,20 @@ class Lease:
         """
         for _ in range(16):
             held = self.current()
+            dying_since: float | None = None
             while held is not None:
                 verdict = judge(self.storage, self._key(held[0]), held[1])
                 if verdict == DEAD:
                     break
+                period = float(held[1].get("period", LEASE_SECONDS))
+                if verdict == DYING:
+                    # Waited for at most a period: an orphan that lives on is a driver after all.
+                    dying_since = time.monotonic() if dying_since is None else dying_since
+                    if time.monotonic() - dying_since > period:
+                        verdict = ALIVE
                 if verdict == ALIVE:
-                    raise WorkflowRunningError(
-                        self.workflow_id, f"driven by pid {held[1].get('pid')} on {held[1].get('host')}"
-                    )
-                time.sleep(min(0.5, float(held[1].get("period", LEASE_SECONDS)) / 10))
+                    raise WorkflowRunningError(self.workflow_id, describe_holder(self.storage, self.prefix))
+                time.sleep(min(0.5, period / 10))
                 held = self.current()
             number = 0 if held is None else held[0] + 1
             self.period = lease_seconds()
@@ -330,3 +376,67 @@ def lease_is_live(storage: Any, prefix: str) -> bool:
     lease = Lease(storage, prefix, "")
     held = lease.current()
     return held is not None and judge(storage, lease._key(held[0]), held[1]) != DEAD
+
+
+def describe_holder(storage: Any, prefix: str) -> str:
+    """Who holds the lease and when the workflow can be taken over, for WorkflowRunningError."""
+    lease = Lease(storage, prefix, "")
+    held = lease.current()
+    if held is None:
+        return "no driver holds it any more: try again"
+    key, record = lease._key(held[0]), held[1]
+    period = float(record.get("period", LEASE_SECONDS))
+    who = f"held by pid {record.get('pid')} on host {record.get('host')}"
+    verdict = judge(storage, key, record)
+    if verdict == DEAD:
+        return f"{who}, which has stopped: try again"
+    if verdict == DYING:
+        return f"{who}, which is exiting (killed or orphaned): try again in a few seconds"
+    unchanged = _observer.unchanged_for(storage, key, record)
+    if verdict == UNKNOWN and unchanged is not None and unchanged >= 0:
+        return (
+            f"{who}; renewals stopped {unchanged:.0f} s ago as seen from here; "
+            f"resumable in {max(period - unchanged, 0.0):.0f} s unless it renews"
+        )
+    if _shares_process_table(record, identity()):
+        return f"{who}, a running process on this host: wait for it to finish, or stop it first"
+    return (
+        f"{who}, which renews it every {period * RENEW_FRACTION:.0f} s; if that driver has stopped, "
+        f"the workflow is resumable {period:.0f} s after its last renewal"
+    )
+
+
+def wait_for_holder(storage: Any, prefix: str, workflow_id: str, timeout: float) -> None:
+    """Wait up to ``timeout`` s while the lease's holder is dying or has stopped renewing.
+
+    Says so once (a warning on the ``durably`` logger, which without logging configured is
+    printed to stderr). A live holder, or one still there after ``timeout``, raises
+    WorkflowRunningError saying who holds it and when it can be resumed. Returns at once when
+    nobody holds the lease.
+    """
+    lease = Lease(storage, prefix, workflow_id)
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        held = lease.current()
+        if held is None:
+            return
+        key, record = lease._key(held[0]), held[1]
+        verdict = judge(storage, key, record)
+        if verdict == DEAD:
+            return
+        if verdict == ALIVE or time.monotonic() >= deadline:
+            raise WorkflowRunningError(workflow_id, describe_holder(storage, prefix))
+        if not announced:
+            announced = True
+            why = "is exiting" if verdict == DYING else "may have stopped (its lease is not renewed)"
+            _log.warning(
+                "workflow %r: its previous driver (pid %s on host %s) %s; waiting up to %.0f s "
+                "for it to go before resuming",
+                workflow_id,
+                record.get("pid"),
+                record.get("host"),
+                why,
+                timeout,
+            )
+        time.sleep(min(0.2, float(record.get("period", LEASE_SECONDS)) / 10))

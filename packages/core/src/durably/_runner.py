@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from durably import _codec
+from durably._datasets import materialize
 from durably._graph import StepSpec, flatten
 from durably._plugins import hook
 from durably._protocol import (
@@ -216,6 +217,9 @@ def record_finished_step(
     Returns the step's value: ``result``, or the output another run of the step recorded first.
     """
     spec = task.spec
+    if store_output:
+        # A lazy Dataset would run once for the checkpoint and again in each consumer.
+        result = materialize(result)
     if store_output and not store.save_step_output(spec.step_id, result, meta):
         result = store.load_step_output(spec.step_id)
     if spec.named and task.dynamic:

@@ -61,6 +61,7 @@ from typing import Any
 
 from durably import _codec
 from durably._codec import RecordKind
+from durably._datasets import DATASET_ID, arrow_block_refs, is_dataset, rebuild
 from durably._errors import (
     CheckpointCorruptedError,
     WorkflowError,
@@ -349,13 +350,20 @@ class WorkflowStore:
     def _store_object_refs(self, obj: Any) -> Any:
         if is_object_ref(obj):
             return (OBJECT_ID, save_object_ref(self, obj))
+        if is_dataset(obj):
+            # Its blocks die with this cluster: store them by value (``_datasets``).
+            return (DATASET_ID, [save_object_ref(self, ref) for ref in arrow_block_refs(obj)])
         return None
 
     def _restore_object_refs(self, persistent_id: Any) -> Any:
-        kind, content_hash = persistent_id
+        kind, content = persistent_id
+        if kind == DATASET_ID:
+            return rebuild(
+                [restore_object_ref(self.storage.url, self.workflow_id, digest) for digest in content]
+            )
         if kind != OBJECT_ID:
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
-        return restore_object_ref(self.storage.url, self.workflow_id, content_hash)
+        return restore_object_ref(self.storage.url, self.workflow_id, content)
 
     def load_object(self, content_hash: str) -> Any:
         """The value of a Ray ObjectRef stored under its content hash."""
