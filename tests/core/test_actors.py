@@ -434,6 +434,13 @@ def test_a_virtual_actor_class_cannot_be_instantiated_directly() -> None:
         Counter(1)
 
 
+@pytest.mark.parametrize("defined", ["__getstate__", "__setstate__"])
+def test_a_class_with_only_one_of_getstate_and_setstate_is_refused(defined: str) -> None:
+    methods = {"__init__": lambda self: None, defined: lambda self, *state: None}
+    with pytest.raises(ValueError, match=f"defines {defined} but not"):
+        workflow.virtual_actor(type("HalfState", (), methods))
+
+
 # -- crashes -------------------------------------------------------------------------------------
 CRASH_CHILD = (
     CHILD_PREAMBLE

@@ -96,6 +96,24 @@ def test_resume_async_returns_a_handle_to_the_output(wf: Any, counter_dir: Path)
     assert _result(handle) == [1, 2]
 
 
+@workflow.step(max_retries=0)
+def gate_then_sleepy(counter_dir: str) -> str:
+    if not (Path(counter_dir) / "open").exists():
+        raise RuntimeError("the gate is closed")
+    return sleepy.step(str(Path(counter_dir) / "wake"))  # type: ignore[return-value]
+
+
+def test_a_failed_workflow_being_resumed_is_running_from_the_resume_call(wf: Any, counter_dir: Path) -> None:
+    with pytest.raises(wf.WorkflowExecutionError):
+        gate_then_sleepy.step(str(counter_dir)).run(workflow_id="back")
+    (counter_dir / "open").touch()
+    handle = wf.resume_async("back")
+    assert wf.get_status("back") == wf.WorkflowStatus.RUNNING
+    assert ("back", wf.WorkflowStatus.RUNNING) in wf.list_all()
+    (counter_dir / "wake").touch()
+    assert _result(handle) == "woke"
+
+
 def _result(handle: Any) -> Any:
     import concurrent.futures
 

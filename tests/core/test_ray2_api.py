@@ -7,6 +7,7 @@ error handling, recovery, metadata, cancellation), on both durably executors.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -277,6 +278,35 @@ def test_resume_runs_only_the_unfinished_steps(wf: Any, counter_dir: Path) -> No
     assert wf.get_status("recover") == wf.WorkflowStatus.SUCCESSFUL
 
 
+def test_get_output_of_a_failed_workflow_raises_an_error_of_the_step_error_type(wf: Any) -> None:
+    # Ray's get_output raised the task's own error type; durably's error is also that type.
+    @ray.remote
+    def rejects() -> int:
+        raise LookupError("no row 7")
+
+    with pytest.raises(wf.WorkflowExecutionError):
+        wf.run(rejects.options(max_retries=0).bind(), workflow_id="rejected")
+    with pytest.raises(LookupError, match="no row 7") as raised:
+        wf.get_output("rejected")
+    assert isinstance(raised.value, wf.WorkflowExecutionError)
+    assert isinstance(raised.value.__cause__, LookupError)
+
+
+def test_an_error_of_the_step_error_type_survives_pickling(wf: Any) -> None:
+    @ray.remote
+    def rejects() -> int:
+        raise LookupError("no row 7")
+
+    with pytest.raises(wf.WorkflowExecutionError):
+        wf.run(rejects.options(max_retries=0).bind(), workflow_id="rejected")
+    with pytest.raises(LookupError) as raised:
+        wf.get_output("rejected")
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert isinstance(copy, LookupError)
+    assert isinstance(copy, wf.WorkflowExecutionError)
+    assert str(copy) == str(raised.value)
+
+
 # -- task ids and metadata ----------------------------------------------------------------------
 def test_task_id_names_the_step_for_get_output(wf: Any, executor: str) -> None:
     first = double.options(**workflow.options(task_id="first")).bind(5)
@@ -285,6 +315,28 @@ def test_task_id_names_the_step_for_get_output(wf: Any, executor: str) -> None:
     assert wf.get_output("named", name="first") == 10
     handle = wf.get_output_async("named", task_id="first")
     assert (ray.get(handle) if executor == "ray" else handle.result()) == 10
+
+
+def test_get_output_async_of_a_task_right_after_run_async_waits_for_it(
+    wf: Any, executor: str, tmp_path: Path
+) -> None:
+    # Asked before the workflow's engine has started it: the reader must wait, not say that
+    # nothing runs the workflow.
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def gated(path: str) -> int:
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        return 7
+
+    run = wf.run_async(
+        gated.options(**workflow.options(task_id="gated")).bind(str(gate)), workflow_id="early"
+    )
+    output = wf.get_output_async("early", task_id="gated")
+    gate.touch()
+    assert (ray.get(output) if executor == "ray" else output.result()) == 7
+    assert (ray.get(run) if executor == "ray" else run.result()) == 7
 
 
 def test_task_id_inside_a_continuation_is_found_by_get_output(wf: Any) -> None:

@@ -52,11 +52,7 @@ class _ClusterPool:
                 f"ray-compat fixtures cannot start a cluster with {sorted(unknown)}; "
                 f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
             )
-        asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
-        key = (
-            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
-            json.dumps(params.get("resources", {})),
-        )
+        key = self.key_of(params)
         if key != self._key:
             ray.shutdown()
             self.stop()
@@ -66,6 +62,15 @@ class _ClusterPool:
         if not ray.is_initialized():
             ray.init(address=self._cluster.address, log_to_driver=False)
         return self._cluster
+
+    @staticmethod
+    def key_of(params: dict[str, Any]) -> tuple[int, str]:
+        """The cluster a test's ray.init() keywords get: (CPUs, resources as JSON)."""
+        asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
+        return (
+            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
+            json.dumps(params.get("resources", {}), sort_keys=True),
+        )
 
     def _start(self, num_cpus: int, resources: str, attempts: int = 10) -> None:
         """A loaded machine can miss Ray's 30 s node registration or GCS timeouts: retry."""
@@ -115,27 +120,23 @@ def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) 
 @pytest.fixture
 def workflow_start_regular(
     _ray_pool: _ClusterPool, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+) -> str:
     """Ray: a fresh ray.init() (with the test's ray.init kwargs) and workflow.init() on fresh storage."""
-    import ray
-
     storage = tmp_path / "workflow-storage"
     # Ray's storage belonged to the cluster, so drivers a test starts saw it too.
     monkeypatch.setenv("DURABLY_STORAGE", str(storage))
-    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
-    ray.shutdown()
+    # The driver stays connected for the next test (connecting costs seconds on a loaded
+    # machine); durably's state is per storage, and each test gets a fresh one.
+    return _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
 
 
 @pytest.fixture(scope="module")
 def workflow_start_regular_shared(
     _ray_pool: _ClusterPool, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[str]:
+) -> str:
     """Ray: like workflow_start_regular, shared by every test of one module."""
-    import ray
-
     storage = tmp_path_factory.mktemp("workflow-storage")
-    yield _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
-    ray.shutdown()
+    return _start_workflows(_ray_pool, getattr(request, "param", {}), storage)
 
 
 @pytest.fixture
@@ -184,14 +185,9 @@ def shutdown_only(
 
 
 @pytest.fixture
-def ray_start_regular(
-    _ray_pool: _ClusterPool, _default_storage: Path, request: pytest.FixtureRequest
-) -> Iterator[str]:
+def ray_start_regular(_ray_pool: _ClusterPool, _default_storage: Path, request: pytest.FixtureRequest) -> str:
     """Ray: a connected driver (with the test's ray.init kwargs), no workflow.init()."""
-    import ray
-
-    yield _ray_pool.connect(getattr(request, "param", {})).address
-    ray.shutdown()
+    return _ray_pool.connect(getattr(request, "param", {})).address
 
 
 @pytest.fixture(scope="module")
@@ -201,19 +197,34 @@ def ray_start_regular_shared(_ray_pool: _ClusterPool, request: pytest.FixtureReq
 
 
 def _not_applicable() -> dict[str, str]:
-    """not_applicable.txt: `file.py::test_name  reason` per line (below this folder); `#` comments."""
+    """not_applicable.txt: `file.py::test_name  reason` per line (below this folder); `#` comments.
+
+    A line `file.py  reason` makes the whole file not applicable: it is not even imported.
+    """
     table: dict[str, str] = {}
     for number, line in enumerate(NOT_APPLICABLE_FILE.read_text().splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         test, _, reason = line.partition(" ")
-        if "::" not in test or not reason.strip():
+        if not ("::" in test or test.endswith(".py")) or not reason.strip():
             raise ValueError(
-                f"{NOT_APPLICABLE_FILE.name}:{number}: want `file.py::test_name  reason`, got {line!r}"
+                f"{NOT_APPLICABLE_FILE.name}:{number}: want `file.py::test_name  reason` "
+                f"(or `file.py  reason` for a whole file), got {line!r}"
             )
         table[test] = reason.strip()
     return table
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A file listed whole in not_applicable.txt is not imported (it may not even import)."""
+    if HERE not in collection_path.parents or collection_path.suffix != ".py":
+        return None
+    reason = _not_applicable().get(collection_path.relative_to(HERE).as_posix())
+    if reason is None:
+        return None
+    config.stash.setdefault(_IGNORED, []).append((collection_path.relative_to(HERE).as_posix(), reason))
+    return True
 
 
 def _test_key(item: pytest.Item) -> str:
@@ -239,12 +250,34 @@ def pytest_collection_modifyitems(
     stale = [test for test in table if test.split("::")[0] in collected_files and test not in known]
     if stale:
         raise pytest.UsageError(f"{NOT_APPLICABLE_FILE.name} names tests that do not exist: {stale}")
+    # Tests that need the same cluster run together: a new cluster is the slow part of the suite.
+    # The sort is stable, so each file's tests keep their order within a cluster size.
+    keys = sorted({_cluster_key(item) for item in ours})
+    items.sort(key=lambda item: keys.index(_cluster_key(item)) if item in ours else -1)
     reasons = {item: _reason_not_run(item, table) for item in ours}
     deselected = [item for item, reason in reasons.items() if reason]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
     config.stash[_DESELECTED] = [(item.nodeid, str(reasons[item])) for item in deselected]
+    config.stash[_COLLECTED] = [item.nodeid for item in ours]
+
+
+#: The fixtures whose indirect parameter is ray.init() keywords (a cluster's size).
+CLUSTER_FIXTURES = (
+    "workflow_start_regular",
+    "workflow_start_regular_shared",
+    "ray_start_regular",
+    "ray_start_regular_shared",
+)
+
+
+def _cluster_key(item: pytest.Item) -> tuple[int, str]:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in CLUSTER_FIXTURES:
+        if isinstance(params.get(name), dict):
+            return _ClusterPool.key_of(params[name])
+    return _ClusterPool.key_of({})
 
 
 def _reason_not_run(item: pytest.Item, table: dict[str, str]) -> str | None:
@@ -257,13 +290,14 @@ def _reason_not_run(item: pytest.Item, table: dict[str, str]) -> str | None:
         return table[_test_key(item)]
     ray_skip = item.get_closest_marker("skip")
     if ray_skip is not None:
-        return "skipped by Ray itself: " + str(
-            ray_skip.kwargs.get("reason", *ray_skip.args[:1] or ["(no reason)"])
-        )
+        return f"{RAY_SKIP}: " + str(ray_skip.kwargs.get("reason", *ray_skip.args[:1] or ["(no reason)"]))
     return None
 
 
 _DESELECTED = pytest.StashKey[list[tuple[str, str]]]()
+_COLLECTED = pytest.StashKey[list[str]]()
+_IGNORED = pytest.StashKey[list[tuple[str, str]]]()
+RAY_SKIP = "skipped by Ray itself"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -272,3 +306,49 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section(f"not applicable to durably ({len(deselected)}, see not_applicable.txt)")
         for nodeid, reason in deselected:
             terminalreporter.write_line(f"{nodeid}: {reason}")
+    for name, reason in config.stash.get(_IGNORED, []):
+        terminalreporter.write_line(f"{name} (whole file, not imported): {reason}")
+    _write_table(terminalreporter, config)
+
+
+def _file_of(nodeid: str) -> str:
+    """`v1/test_x.py` for a node id of this folder (as run from the repository root)."""
+    path = nodeid.split("::")[0]
+    return Path(path).resolve().relative_to(HERE).as_posix() if "/" in path else path
+
+
+def _write_table(terminalreporter: Any, config: pytest.Config) -> None:
+    """Per file: collected, not applicable, Ray's own skip, applicable, passed, failed (Markdown)."""
+    rows: dict[str, list[int]] = {}
+    for nodeid in config.stash.get(_COLLECTED, []):
+        rows.setdefault(_file_of(nodeid), [0] * 6)[0] += 1
+    for nodeid, reason in config.stash.get(_DESELECTED, []):
+        rows[_file_of(nodeid)][2 if reason.startswith(RAY_SKIP) else 1] += 1
+    outcomes: dict[str, str] = {}
+    broken: list[str] = []
+    for kind in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(kind, []):
+            if report.when == "collect":  # a file that does not import
+                broken.append(_file_of(report.nodeid))
+            elif (kind != "passed" or report.when == "call") and outcomes.get(report.nodeid) != "failed":
+                outcomes[report.nodeid] = "passed" if kind == "passed" else "failed"
+    for nodeid, outcome in outcomes.items():
+        rows.setdefault(_file_of(nodeid), [0] * 6)[4 if outcome == "passed" else 5] += 1
+    if not rows and not broken:
+        return
+    terminalreporter.section("per file (tests/ray-compat/README.md)")
+    terminalreporter.write_line(
+        "| file | collected | not applicable | Ray's own skip | applicable | passed | failed |"
+    )
+    terminalreporter.write_line("|---|---|---|---|---|---|---|")
+    totals = [0] * 6
+    for name in sorted(rows):
+        row = rows[name]
+        row[3] = row[0] - row[1] - row[2]
+        totals = [total + value for total, value in zip(totals, row, strict=True)]
+        terminalreporter.write_line(f"| {name} | " + " | ".join(map(str, row)) + " |")
+    terminalreporter.write_line("| **all** | " + " | ".join(f"**{value}**" for value in totals) + " |")
+    for name in sorted(set(broken)):
+        terminalreporter.write_line(f"{name}: does not import (collection error)")
+    for name, _reason in config.stash.get(_IGNORED, []):
+        terminalreporter.write_line(f"{name}: not applicable as a whole (not imported)")

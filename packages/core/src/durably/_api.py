@@ -358,12 +358,17 @@ def get_status(workflow_id: str) -> WorkflowStatus:
 
 
 def _status_here(store: WorkflowStore) -> WorkflowStatus:
-    """The stored status, RUNNING for a workflow this process's host has started but whose
-    engine has not taken its lease yet."""
+    """The stored status, RUNNING for a workflow this process's host has started (or resumed)
+    but whose engine has not taken its lease yet."""
     status = status_of(store)
-    if status == WorkflowStatus.RESUMABLE and store.workflow_id in _started_here():
+    if status in _RESTARTABLE and store.workflow_id in _started_here():
         return WorkflowStatus.RUNNING
     return status
+
+
+#: Stored statuses that a new run of the workflow (``run_async``, ``resume_async``) replaces
+#: with RUNNING from the start call, as Ray's manager reported, before its engine writes so.
+_RESTARTABLE = (WorkflowStatus.RESUMABLE, WorkflowStatus.FAILED, WorkflowStatus.CANCELED)
 
 
 def _started_here() -> frozenset[str]:
@@ -380,7 +385,7 @@ def get_output(
 
     ``task_id`` is an alias of ``name``, as Ray 2.x called it.
     """
-    return output_of(existing_store(workflow_id), step_name(name, task_id), timeout)
+    return output_of(existing_store(workflow_id), step_name(name, task_id), timeout, _started_here)
 
 
 def get_metadata(workflow_id: str, name: str | None = None, *, task_id: str | None = None) -> dict[str, Any]:
@@ -434,7 +439,7 @@ def list_all(
             status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:
             continue  # deleted while we listed
-        if status == WorkflowStatus.RESUMABLE:
+        if status in _RESTARTABLE:
             if started_here is None:
                 started_here = _started_here()
             if workflow_id in started_here:

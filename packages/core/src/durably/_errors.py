@@ -172,3 +172,47 @@ class ActorMethodError(WorkflowExecutionError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def also_instance_of(error: WorkflowExecutionError, kind: type[BaseException]) -> WorkflowExecutionError:
+    """``error``, as an instance of a class that is also a ``kind``, so ``except kind`` catches it.
+
+    Ray raised a failed workflow's output as the step's own error type (and 1.x as a
+    ``RaySystemError``); code written for it catches those. The error stays a
+    ``WorkflowExecutionError`` with the same message and cause. When Python cannot make such a
+    class (``kind``'s instance layout conflicts, as for ``OSError``), ``error`` is returned as it is.
+    """
+    if isinstance(error, kind):
+        return error
+    try:
+        combined = _combined_class(type(error), kind)
+        copy: WorkflowExecutionError = BaseException.__new__(combined, *error.args)
+    except TypeError:
+        return error
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__, copy.__traceback__ = error.__cause__, error.__traceback__
+    return copy
+
+
+_COMBINED: dict[tuple[type[BaseException], type[BaseException]], type[WorkflowExecutionError]] = {}
+
+
+def _combined_class(
+    base: type[WorkflowExecutionError], kind: type[BaseException]
+) -> type[WorkflowExecutionError]:
+    key = (base, kind)
+    if key not in _COMBINED:
+
+        def reduce(self: WorkflowExecutionError) -> Any:
+            # Rebuilt as the plain error, then combined again: the class is made at run time.
+            plain = BaseException.__new__(base, *self.args)
+            plain.__dict__.update(self.__dict__)
+            return (also_instance_of, (plain, kind))
+
+        _COMBINED[key] = type(
+            base.__name__,
+            (base, kind),
+            # kind's own __str__ may read attributes its __init__ set (RaySystemError's does).
+            {"__str__": BaseException.__str__, "__reduce__": reduce, "__module__": base.__module__},
+        )
+    return _COMBINED[key]

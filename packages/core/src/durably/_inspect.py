@@ -7,6 +7,7 @@ from outside its engine (``send_event``, virtual actors, ``get_output_async``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from durably import _config
@@ -16,6 +17,7 @@ from durably._errors import (
     WorkflowError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
+    also_instance_of,
 )
 from durably._ids import validate_workflow_id
 from durably._lease import lease_is_live, process_is_gone
@@ -86,6 +88,13 @@ def failure_of(store: WorkflowStore) -> BaseException:
     )
 
 
+def _as_step_error(error: BaseException) -> BaseException:
+    """A failed workflow's error, also of its step's error type: Ray's ``get_output`` raised that."""
+    if isinstance(error, WorkflowExecutionError) and isinstance(error.__cause__, Exception):
+        return also_instance_of(error, type(error.__cause__))
+    return error
+
+
 def step_name(name: str | None, task_id: str | None) -> str | None:
     """``task_id`` is Ray 2.x's word for a step's name."""
     if task_id is not None and name is not None and task_id != name:
@@ -93,19 +102,35 @@ def step_name(name: str | None, task_id: str | None) -> str | None:
     return name if task_id is None else task_id
 
 
-def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> Any:
+#: The ids of a storage that an engine host was asked to run and has not finished (its
+#: ``driving``): they are RUNNING from the start call, before their engine takes the lease.
+Driving = Callable[[], frozenset[str]]
+
+
+def _status_while_starting(store: WorkflowStore, driving: Driving | None) -> WorkflowStatus:
+    status = status_of(store)
+    if status == WorkflowStatus.RESUMABLE and driving is not None and store.workflow_id in driving():
+        return WorkflowStatus.RUNNING
+    return status
+
+
+def output_of(
+    store: WorkflowStore, name: str | None, timeout: float | None, driving: Driving | None = None
+) -> Any:
+    """The workflow's (or a named step's) output, waiting while it runs; ``driving`` tells a
+    workflow whose engine has not started yet from one that nobody runs."""
     workflow_id = store.workflow_id
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.05
     if name is not None:
-        return _step_output_when_done(store, name, deadline)
+        return _step_output_when_done(store, name, deadline, driving)
     while True:
         finished, value = stored_result(store)
         if finished:
             return value
-        status = status_of(store)
+        status = _status_while_starting(store, driving)
         if status == WorkflowStatus.FAILED:
-            raise failure_of(store)
+            raise _as_step_error(failure_of(store))
         if status == WorkflowStatus.CANCELED:
             raise WorkflowCancellationError(workflow_id)
         if status == WorkflowStatus.RESUMABLE or (
@@ -121,7 +146,9 @@ def output_of(store: WorkflowStore, name: str | None, timeout: float | None) -> 
         delay = min(1.0, delay * 1.5)
 
 
-def _step_output_when_done(store: WorkflowStore, name: str, deadline: float | None) -> Any:
+def _step_output_when_done(
+    store: WorkflowStore, name: str, deadline: float | None, driving: Driving | None
+) -> Any:
     """A named step's output, waiting while the workflow runs (the step, or the continuation
     that creates it, may not have run yet); once nothing runs it, a missing step is an error."""
     delay = 0.05
@@ -129,7 +156,7 @@ def _step_output_when_done(store: WorkflowStore, name: str, deadline: float | No
         try:
             return step_output(store, name)
         except WorkflowError:
-            if status_of(store) not in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING):
+            if _status_while_starting(store, driving) not in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING):
                 raise
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"step {name!r} of workflow {store.workflow_id!r} did not finish in time")

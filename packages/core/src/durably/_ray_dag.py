@@ -499,8 +499,12 @@ _output_threads: concurrent.futures.ThreadPoolExecutor | None = None
 _remote_output_reader: Any = None
 
 
-def _read_output(storage_url: str, workflow_id: str, name: str | None) -> Any:
-    return output_of(open_workflow_store(storage_url, workflow_id), name, None)
+def _read_output(storage_url: str, workflow_id: str, name: str | None, driving: Any) -> Any:
+    """``get_output`` in a thread or Ray task; ``driving`` is the host that started the workflow
+    (asked, while the workflow's engine has not taken its lease yet, whether it still runs it)."""
+    return output_of(
+        open_workflow_store(storage_url, workflow_id), name, None, lambda: driving.driving(storage_url)
+    )
 
 
 def get_output_async(
@@ -516,8 +520,8 @@ def get_output_async(
 
         if _remote_output_reader is None:
             _remote_output_reader = ray.remote(num_cpus=0, max_retries=0)(_read_output)
-        handle: Any = _remote_output_reader.remote(cfg.storage_url, workflow_id, wanted)
+        handle: Any = _remote_output_reader.remote(cfg.storage_url, workflow_id, wanted, cfg.host)
         return handle  # type: ignore[no-any-return]
     if _output_threads is None:
         _output_threads = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="durably-output")
-    return _output_threads.submit(_read_output, cfg.storage_url, workflow_id, wanted)
+    return _output_threads.submit(_read_output, cfg.storage_url, workflow_id, wanted, cfg.host)

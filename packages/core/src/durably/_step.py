@@ -86,7 +86,7 @@ class StepFunction(Generic[R]):
 
     def options(self, **options: Any) -> StepFunction[R]:
         """The same step with some options changed (same names as ``@workflow.step``)."""
-        copy = StepFunction(self.func, self.step_options.merged(**options))
+        copy = type(self)(self.func, self.step_options.merged(**options))
         copy._pickled = self._pickled
         return copy
 
@@ -180,7 +180,7 @@ class Workflow(Generic[R]):
 
     def options(self, **options: Any) -> Workflow[R]:
         """This step future with some step options changed (``name=``, ``max_retries=``, ...), as 1.x had."""
-        changed: Workflow[R] = object.__new__(Workflow)
+        changed: Workflow[R] = object.__new__(type(self))
         changed.__dict__.update(self.__dict__)
         changed.function = self.function.options(**options)
         return changed

@@ -144,12 +144,28 @@ def _target(actor_id: str) -> Target:
     return Target(cfg.storage_url, cfg.executor, validate_workflow_id(actor_id), cfg.has_cluster_host)
 
 
+def _check_state_methods(cls: type) -> None:
+    """Refuse a class with only one of ``__getstate__``/``__setstate__`` (as 1.x did): the
+    state one of them writes is not what the default of the other reads back."""
+    own = {
+        name for klass in cls.__mro__[:-1] for name in ("__getstate__", "__setstate__") if name in vars(klass)
+    }
+    if len(own) == 1:
+        (defined,) = own
+        missing = ({"__getstate__", "__setstate__"} - own).pop()
+        raise ValueError(
+            f"virtual actor class {cls.__name__!r} defines {defined} but not {missing}: "
+            f"define both (the state one returns is what the other receives), or neither"
+        )
+
+
 class VirtualActorClass:
     """A class decorated with ``@workflow.virtual_actor``; make actors with ``get_or_create``."""
 
     def __init__(self, cls: type) -> None:
         if not isinstance(cls, type):
             raise TypeError(f"@workflow.virtual_actor decorates a class, got {type(cls).__name__}")
+        _check_state_methods(cls)
         for name, (func, _) in actor_methods(cls).items():
             setattr(cls, name, MethodDescriptor(func))
         _pickle_user_code_by_value(cls)  # type: ignore[arg-type]
