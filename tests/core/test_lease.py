@@ -120,6 +120,36 @@ def test_a_holder_that_cannot_renew_stops_driving_by_itself(
     assert isinstance(lease.renew_error, TransientStorageError)
 
 
+class _FirstClaimFaulty(FileStorage):
+    """The first lease claim fails: refused before it is written, or written with its answer lost."""
+
+    fault = "before"
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        if "/lease/" in key and self.fault:
+            fault, self.fault = self.fault, ""
+            if fault == "before":
+                raise TransientStorageError("injected: refused before writing")
+            super().put_if_absent(key, data)
+            raise TransientStorageError("injected: written, answer lost")
+        return super().put_if_absent(key, data)
+
+
+@pytest.mark.parametrize("fault", ["before", "after"])
+def test_a_lease_claim_that_meets_a_transient_storage_error_is_retried_and_held(
+    tmp_path: Path, fault: str
+) -> None:
+    # Found by the fault suite (seed 41): one storage error failed the driver at its first step.
+    storage = _FirstClaimFaulty(str(tmp_path / "storage"))
+    storage.fault = fault
+    lease = Lease(storage, PREFIX, "wf")
+    try:
+        lease.acquire()
+        assert lease.number == 0 and not lease.lost
+    finally:
+        lease.release()
+
+
 def test_a_status_written_under_an_older_epoch_does_not_replace_the_newer(tmp_path: Path) -> None:
     store = WorkflowStore(_storage(tmp_path), "wf")
     store.save_status("SUCCESSFUL", epoch=2)

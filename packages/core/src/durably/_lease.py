@@ -43,7 +43,7 @@ import weakref
 from typing import Any
 
 from durably._errors import WorkflowRunningError
-from durably.storage import KeyNotFound
+from durably.storage import KeyNotFound, retry_transient
 
 #: The default lease period in seconds; ``DURABLY_LEASE_SECONDS`` overrides it.
 LEASE_SECONDS = 30.0
@@ -287,12 +287,26 @@ class Lease:
             self.period = lease_seconds()
             self._identity = identity()
             self._renewed_at = time.monotonic()
-            if self.storage.put_if_absent(self._key(number), self._record()):
+            if self._claim(number):
                 self.number = number
                 self.released = False
                 _keeper.hold(self)
                 return
         raise WorkflowRunningError(self.workflow_id, "another driver is taking it over right now")
+
+    def _claim(self, number: int) -> bool:
+        """Create lease record ``number`` for this driver; False when another contender created it.
+
+        Transient storage errors are retried; a retry after a lost answer finds the record this
+        driver wrote (its owner id) and counts it as created.
+        """
+        key, record = self._key(number), self._record()
+        if retry_transient(lambda: self.storage.put_if_absent(key, record)):
+            return True
+        try:
+            return bool(json.loads(retry_transient(lambda: self.storage.get(key))).get("owner") == self.owner)
+        except KeyNotFound:
+            return False
 
     def renew(self) -> bool:
         """Extend the lease; False (and ``lost`` set) when another driver has taken it over.
