@@ -99,7 +99,10 @@ class _FolderSyncer:
                         _sync_folder(Path(folder))
             except OSError as error:
                 with self._changed:
+                    # Reported once, by the next write or flush; the batch counts as done, so a
+                    # later flush does not wait for it forever.
                     self._error = error
+                    self._synced = max(self._synced, upto)
                     self._changed.notify_all()
                 continue
             with self._changed:
