@@ -11,6 +11,7 @@ from durably._errors import WorkflowError
 from durably.actors._commit import ActorCore
 from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
 from durably.actors._target import Target
+from durably.storage import TransientStorageError
 
 
 @workflow.virtual_actor
@@ -89,3 +90,28 @@ def test_a_call_id_retried_after_its_record_was_compacted_is_refused_not_applied
     with pytest.raises(WorkflowError, match=r"'early'.*compacted away"):
         restarted.apply(target, "incr", (), {}, "early")
     assert restarted.apply(target, "incr", (), {}, "last") == KEEP + COMPACT_EVERY + 2
+
+
+class _LosesFirstAnswer(ActorStore):
+    """The first commit lands in storage, but its answer is lost (a transient error after the write)."""
+
+    lost = False
+
+    def append(self, record: CallRecord) -> bool:
+        committed = super().append(record)
+        if not self.lost:
+            self.lost = True
+            raise TransientStorageError("injected: written, answer lost")
+        return committed
+
+
+def test_a_commit_whose_answer_was_lost_is_not_applied_again(tmp_path: Path) -> None:
+    # Found by the fault suite (actor seed 1: the counter was 402 after 400 calls).
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    core = ActorCore(storage_url, "tally")
+    core.store = _LosesFirstAnswer(core.store.storage, core.store.actor_id)
+    assert core.apply(target, "incr", (), {}, "first") == 1
+    assert core.apply(target, "incr", (), {}, "second") == 2

@@ -28,7 +28,10 @@ from durably.actors._class import find_method, get_state, load_class, restore
 from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord, call_mark
 from durably.actors._subworkflows import delete_workflows, finish_returned_steps
 from durably.actors._target import RunningCall, Target, current_call
-from durably.storage import KeyNotFound
+from durably.storage import KeyNotFound, TransientStorageError, retry_transient
+
+#: How often a commit that meets transient storage errors is tried before the error is raised.
+APPEND_ATTEMPTS = 8
 
 #: A process that fell further behind than this many commits re-reads the log by listing it.
 MAX_PROBE = 64
@@ -178,7 +181,7 @@ class ActorCore:
                 _codec.dumps(result),
                 ancestry=(call_mark(head.call_id), *head.ancestry)[:ANCESTRY],
             )
-            if not self.store.append(record):
+            if not self._append(record):
                 continue  # another writer committed this seq: re-read the head and apply again
             if not self.store.has(head.seq) and not self._commit_stands(record):
                 # Our slot had been compacted before we wrote it: the write is stale, not a commit.
@@ -207,6 +210,25 @@ class ActorCore:
                 f"call {call_id!r} of virtual actor {self.actor_id!r} was applied at seq {seq}, but its "
                 "record has been compacted away, so its result is gone; it is not applied again"
             )
+
+    def _append(self, record: CallRecord) -> bool:
+        """Commit ``record`` at its seq; False when another writer's call holds that seq.
+
+        A transient storage error is retried. Before each retry the slot is read: a write whose
+        answer was lost left this call's own record there, and that is a commit (re-applying
+        the call would apply it twice: the fault suite's actor seed 1 counted 402 after 400).
+        """
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                return self.store.append(record)
+            except TransientStorageError:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+            found = retry_transient(lambda: self.store.read(record.seq))
+            if found is not None:
+                return found.call_id == record.call_id
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_stands(self, record: CallRecord) -> bool:
         """Whether ``record``, written into a free slot after its base was compacted, is a real commit.
