@@ -90,6 +90,14 @@ def encode_plain_record(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+def read_plain_record(storage: Storage, key: str) -> dict[str, Any] | None:
+    """The fields of the management record at ``key``, or None when there is none."""
+    try:
+        return decode_plain_record(key, storage.get(key))
+    except KeyNotFound:
+        return None
+
+
 def decode_plain_record(key: str, data: bytes) -> dict[str, Any]:
     """The fields of a management record; a framed record of an older version still reads."""
     if data[: len(_codec.MAGIC)] == _codec.MAGIC:
@@ -509,11 +517,7 @@ class WorkflowStore:
 
     def load_runtime_env(self) -> dict[str, Any] | None:
         """The recorded code snapshot, None for a workflow that runs without one."""
-        key = self.key("runtime_env")
-        try:
-            return decode_plain_record(key, self.storage.get(key))
-        except KeyNotFound:
-            return None
+        return read_plain_record(self.storage, self.key("runtime_env"))
 
     # -- cancellation ------------------------------------------------------------------------
     def request_cancel(self) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from durably import _codec
 from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
-from durably._store import decode_plain_record, encode_plain_record
+from durably._store import encode_plain_record, read_plain_record
 from durably.storage import KeyNotFound, Storage
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
@@ -104,11 +104,7 @@ class ActorStore:
 
     def load_runtime_env(self) -> dict[str, Any] | None:
         """The actor's code snapshot, None for an actor created without one."""
-        key = self.key("runtime_env")
-        try:
-            return decode_plain_record(key, self.storage.get(key))
-        except KeyNotFound:
-            return None
+        return read_plain_record(self.storage, self.key("runtime_env"))
 
     def delete_class(self) -> None:
         self.storage.delete_prefix(self.key("class"))
