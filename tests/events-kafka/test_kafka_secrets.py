@@ -19,6 +19,28 @@ from durably_kafka import KafkaEventListener
 SECRET = "hunter2-do-not-store-me"
 
 
+def _run_an_event_workflow(
+    storage: str,
+    workflow_id: str,
+    payload: bytes,
+    kafka: KafkaBroker,
+    topic: str,
+    group_id: str,
+    emit: Emitter,
+) -> dict[str, bytes]:
+    """Run a workflow that waits for ``payload`` on Kafka; every stored record, by key (raw bytes)."""
+    workflow.init(storage=storage, executor="local")
+    emit(payload.decode())
+    waiting = workflow.wait_for_event(
+        KafkaEventListener, topic, bootstrap_servers=kafka.bootstrap_servers, group_id=group_id, timeout=WAIT
+    )
+    assert value_of.step(waiting).run(workflow_id=workflow_id) == payload
+    raw = open_raw_storage(storage)
+    stored = {key: raw.get(key) for key in raw.list("")}
+    assert any(key.startswith(f"workflows/{workflow_id}/events/") for key in stored)
+    return stored
+
+
 def test_a_secret_passed_as_a_listener_argument_is_refused_pointing_at_the_client_config_variable(
     kafka: KafkaBroker, topic: str, group_id: str
 ) -> None:
@@ -42,15 +64,7 @@ def test_no_stored_byte_of_a_kafka_workflow_holds_the_secret_from_the_client_con
 ) -> None:
     monkeypatch.setenv("DURABLY_KAFKA_CLIENT_CONFIG", json.dumps({"sasl.password": SECRET}))
     storage = str(tmp_path / "storage")
-    workflow.init(storage=storage, executor="local")
-    emit("paid")
-    waiting = workflow.wait_for_event(
-        KafkaEventListener, topic, bootstrap_servers=kafka.bootstrap_servers, group_id=group_id, timeout=WAIT
-    )
-    assert value_of.step(waiting).run(workflow_id="secretive") == b"paid"
-    raw = open_raw_storage(storage)
-    stored = {key: raw.get(key) for key in raw.list("")}
-    assert any(key.startswith("workflows/secretive/events/") for key in stored)
+    stored = _run_an_event_workflow(storage, "secretive", b"paid", kafka, topic, group_id, emit)
     assert [key for key, value in stored.items() if SECRET.encode() in value] == []
 
 
@@ -65,17 +79,10 @@ def test_an_encrypted_kafka_workflow_stores_no_event_payload_in_clear_and_reads_
     # The codec wraps every record, including the event a Kafka listener checkpoints.
     key = base64.b64encode(hashlib.sha256(b"kafka test key").digest()).decode()
     monkeypatch.setenv("DURABLY_ENCRYPTION_KEY", f"k1:{key}")
-    storage = str(tmp_path / "storage")
-    workflow.init(storage=storage, executor="local")
     payload = b"card-4242-paid"
-    emit(payload.decode())
-    waiting = workflow.wait_for_event(
-        KafkaEventListener, topic, bootstrap_servers=kafka.bootstrap_servers, group_id=group_id, timeout=WAIT
+    stored = _run_an_event_workflow(
+        str(tmp_path / "storage"), "encrypted", payload, kafka, topic, group_id, emit
     )
-    assert value_of.step(waiting).run(workflow_id="encrypted") == payload
-    raw = open_raw_storage(storage)
-    stored = {key: raw.get(key) for key in raw.list("")}
-    assert any(key.startswith("workflows/encrypted/events/") for key in stored)
     assert all(value.startswith(b"DRBE") for value in stored.values())
     assert [key for key, value in stored.items() if payload in value] == []
     assert workflow.get_output("encrypted") == payload
