@@ -164,6 +164,17 @@ def test_gc_removes_the_hints_of_what_it_deletes(local: Inspector, storage_url: 
     assert _nonzero(local) == {}
 
 
+def test_list_all_with_a_status_reads_the_hinted_workflows_and_believes_their_records(
+    local: Inspector, storage_url: str, tmp_path: Path
+) -> None:
+    add.step(1, 2).run(workflow_id="fine")
+    with pytest.raises(workflow.WorkflowExecutionError):
+        gate.step(str(tmp_path)).run(workflow_id="broken")
+    open_storage(storage_url).put(f"{STATUS_HINTS}/FAILED/fine", b"")  # stale
+    assert workflow.list_all("FAILED") == [("broken", workflow.WorkflowStatus.FAILED)]
+    assert workflow.list_all({"SUCCESSFUL"}) == [("fine", workflow.WorkflowStatus.SUCCESSFUL)]
+
+
 def test_a_created_workflow_without_a_status_record_is_found_as_resumable(storage_url: str) -> None:
     _stored(open_storage(storage_url), "never-started")
     inspector = Inspector(storage_url)
