@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from durably._status import WorkflowStatus
 from durably._store import (
+    HINTED_STATUSES,
     WorkflowStore,
     list_deleting_ids,
     list_status_hint_ids,
@@ -47,8 +48,6 @@ from durably.storage import Storage, StorageError
 
 #: How many workflows' records are read at once (storage reads are mostly waiting on I/O).
 _READ_THREADS = 16
-#: The statuses a hint can name: RESUMABLE is never recorded (a reader derives it from RUNNING).
-HINTED = tuple(status.value for status in WorkflowStatus if status != WorkflowStatus.RESUMABLE)
 
 
 def hint_of(status: str) -> str:
@@ -83,7 +82,7 @@ def count(storage: Storage, believe: Callable[[str], str | None]) -> Mapping[str
     """
     deleting = set(list_deleting_ids(storage))
     hints: dict[str, list[str]] = {}
-    for hint in HINTED:
+    for hint in HINTED_STATUSES:
         for workflow_id in list_status_hint_ids(storage, hint):
             hints.setdefault(workflow_id, []).append(hint)
     counts = {status.value: 0 for status in WorkflowStatus}
@@ -122,7 +121,7 @@ def rebuild(storage: Storage) -> RebuildReport:
     Safe while workflows run: a status recorded meanwhile puts its own hint, and a hint is only
     removed by ``drop_status_hint``, which re-reads the record after deleting.
     """
-    hinted = {hint: set(list_status_hint_ids(storage, hint)) for hint in HINTED}
+    hinted = {hint: set(list_status_hint_ids(storage, hint)) for hint in HINTED_STATUSES}
     ids = list_workflow_ids(storage)
 
     def recorded(workflow_id: str) -> str | None:

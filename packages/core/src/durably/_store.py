@@ -659,7 +659,7 @@ class WorkflowStore:
     def finish_delete(self) -> None:
         """Remove every remaining record of a workflow whose deletion began; the marker goes last."""
         self.storage.delete_prefix(self.prefix)
-        for status in _HINTED_STATUSES:
+        for status in HINTED_STATUSES:
             self.storage.delete_prefix(status_hint_key(status, self.workflow_id))
         self.storage.delete_prefix(f"index/{self.workflow_id}")
         self.storage.delete_prefix(f"deleting/{self.workflow_id}")
@@ -763,7 +763,7 @@ STATUS_INDEX_BUILT = "statusindex/built"
 #: The recorded status of a workflow that has no status record yet (as ``_inspect.believed_status``).
 _RECORDLESS_STATUS = WorkflowStatus.RUNNING.value
 #: Every status a hint can name (RESUMABLE is never recorded: a reader derives it from RUNNING).
-_HINTED_STATUSES = tuple(status.value for status in WorkflowStatus if status != WorkflowStatus.RESUMABLE)
+HINTED_STATUSES = tuple(status.value for status in WorkflowStatus if status != WorkflowStatus.RESUMABLE)
 
 
 def status_hint_key(status: str, workflow_id: str) -> str:
