@@ -27,6 +27,7 @@ from durably._inspect import (
 )
 from durably._lease import current_epoch, lease_is_live, lease_seconds
 from durably._lease import wait_for_holder as wait_for_lease_holder
+from durably._plugins import propagation_context
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
@@ -326,7 +327,7 @@ def resume(
     """
     cfg = _config.current()
     _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
-    return cfg.host.run(cfg.storage_url, workflow_id, None)
+    return cfg.host.run(cfg.storage_url, workflow_id, None, propagation_context(None))
 
 
 def resume_async(
@@ -335,7 +336,7 @@ def resume_async(
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
     _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
-    return cfg.host.run_async(cfg.storage_url, workflow_id, None)
+    return cfg.host.run_async(cfg.storage_url, workflow_id, None, propagation_context(None))
 
 
 def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
