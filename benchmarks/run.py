@@ -96,6 +96,16 @@ CONTENDERS = (
         is_durably=True,
         env=(("DURABLY_ENCRYPTION_KEY", "bench:" + "A" * 43 + "="),),
     ),
+    # The same ray executor with its workflows spread over two engine actors (DURABLY_ENGINES=2;
+    # durably[ray] has one on this one-node cluster): what a second engine process buys or costs.
+    Contender(
+        "durably[ray+2engines]",
+        "impl_durably.py",
+        frozenset({"many", "latency"}),
+        ("--executor", "ray"),
+        is_durably=True,
+        env=(("DURABLY_ENGINES", "2"),),
+    ),
     Contender(
         PREDECESSOR,
         "impl_ray_workflow.py",

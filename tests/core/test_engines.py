@@ -256,3 +256,44 @@ def test_with_queue_limits_every_workflow_queues_at_the_first_engine(
     assert statuses == [workflow.WorkflowStatus.RUNNING, workflow.WorkflowStatus.PENDING]
     assert driving == set(ids)
     assert ray.get(handles) == [1, 1]
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [node for node in ray.nodes() if node["Alive"]]
+
+
+@pytest.mark.multinode
+def test_on_two_nodes_an_engine_on_each_drives_workflows_and_one_nodes_engine_may_die(
+    fresh_engines: None, ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
+) -> None:
+    import ray
+
+    node = ray_cluster.add_node(num_cpus=1, resources='{"second_node": 1}')
+    try:
+        _wait_for(lambda: len(_alive_nodes()) == 2, "the second node joined and is the only other")
+        second_node = next(n["NodeID"] for n in _alive_nodes() if n["Resources"].get("second_node"))
+        gate = str(tmp_path / "gate")
+        workflow.init(storage=storage_url, executor="ray")  # the default: one engine per node
+        ids = _ids_on(2, 0, 2, "nodes") + _ids_on(2, 1, 2, "nodes")
+        handles = {
+            workflow_id: wait_for_gate.step(gate, str(counter_dir), workflow_id, 3).run_async(
+                workflow_id=workflow_id
+            )
+            for workflow_id in ids
+        }
+        placed = {index: _engine_node(index) for index in (0, 1)}
+        assert set(placed.values()) == {n["NodeID"] for n in _alive_nodes()}
+        assert (_driving(0), _driving(1)) == (set(ids[:2]), set(ids[2:]))
+        killed = next(index for index, where in placed.items() if where == second_node)
+        os.kill(_engine_pid(killed), signal.SIGKILL)
+        Path(gate).touch()
+        survivors = [workflow_id for workflow_id in ids if shard_of(workflow_id, 2) != killed]
+        orphans = [workflow_id for workflow_id in ids if shard_of(workflow_id, 2) == killed]
+        assert [ray.get(handles[workflow_id], timeout=300) for workflow_id in survivors] == [3, 3]
+        assert [workflow.resume(workflow_id) for workflow_id in orphans] == [3, 3]
+    finally:
+        node.stop()
+        # Later tests count the nodes to place their engines: wait until this one is gone.
+        _wait_for(lambda: len(_alive_nodes()) == 1, "the second node is gone", timeout=300)
