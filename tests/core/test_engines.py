@@ -115,7 +115,7 @@ def test_the_engine_of_a_workflow_is_a_stable_hash_of_its_id() -> None:
 
 @pytest.mark.parametrize("engines", [0, -1])
 def test_a_count_of_engines_below_one_is_refused(storage_url: str, engines: int) -> None:
-    with pytest.raises(ValueError, match="engines=.* must be at least 1"):
+    with pytest.raises(ValueError, match=r"engines=.* must be at least 1"):
         workflow.init(storage=storage_url, executor="ray", engines=engines)
 
 
@@ -231,9 +231,7 @@ def test_a_driver_with_one_engine_cancels_a_workflow_the_second_engine_runs(
     _wait_for(lambda: count_runs(counter_dir, "step") == 1, "the step started")
     # The signal reaches the engine that runs it, though this host's only engine is the first.
     assert RayEngineHost("ray", engines=1).cancel(_config.current().storage_url, workflow_id)
-    _wait_for(
-        lambda: workflow.get_status(workflow_id) == workflow.WorkflowStatus.CANCELED, "it is cancelled"
-    )
+    _wait_for(lambda: workflow.get_status(workflow_id) == workflow.WorkflowStatus.CANCELED, "it is cancelled")
     Path(gate).touch()
 
 

@@ -431,7 +431,9 @@ def _alive_nodes() -> list[str]:
     """The ids of the cluster's alive nodes, in a fixed order (every driver computes the same)."""
     import ray
 
-    return sorted(str(node["NodeID"]) for node in ray.nodes() if node.get("Alive"))
+    # Ray does not annotate it: name its type here rather than call it untyped.
+    list_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes
+    return sorted(str(node["NodeID"]) for node in list_nodes() if node.get("Alive"))
 
 
 def _placement(nodes: list[str], index: int) -> dict[str, Any]:
@@ -441,7 +443,8 @@ def _placement(nodes: list[str], index: int) -> dict[str, Any]:
         return {}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=nodes[index % len(nodes)], soft=True)}
+    node = nodes[index % len(nodes)]
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
 
 
 def _wait_until_available(actor: Any, timeout: float = 120.0) -> None:
