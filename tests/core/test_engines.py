@@ -97,11 +97,13 @@ def _remove_engine_actors() -> None:
 
 
 @pytest.fixture
-def fresh_engines(ray_cluster: Any) -> Iterator[None]:
-    """Engine actors created by this test (placed on the nodes it has), none left behind it."""
+def fresh_engines(ray_cluster: Any, storage_url: str) -> Iterator[None]:
+    """Engine actors created by this test, placed on the nodes it has; afterwards the cluster's
+    usual engine again, which this process is configured with."""
     _remove_engine_actors()
     yield
     _remove_engine_actors()
+    workflow.init(storage=storage_url, executor="ray")
 
 
 def test_the_engine_of_a_workflow_is_a_stable_hash_of_its_id() -> None:
@@ -139,7 +141,7 @@ def test_engines_with_the_local_executor_is_refused(storage_url: str) -> None:
 
 
 def test_workflows_are_driven_by_both_of_two_engines(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
     import ray
 
@@ -161,7 +163,7 @@ def test_workflows_are_driven_by_both_of_two_engines(
 
 
 def test_what_runs_is_merged_over_every_engine(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
     import ray
 
@@ -182,7 +184,7 @@ def test_what_runs_is_merged_over_every_engine(
 
 @pytest.mark.parametrize("resumed_with", [2, 1])
 def test_a_workflow_whose_engine_is_sigkilled_resumes_with_any_count_of_engines(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path, resumed_with: int
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path, resumed_with: int
 ) -> None:
     import ray
 
@@ -202,7 +204,7 @@ def test_a_workflow_whose_engine_is_sigkilled_resumes_with_any_count_of_engines(
 
 
 def test_a_run_follows_its_engine_through_a_sigkill(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
     gate = str(tmp_path / "gate")
     workflow.init(storage=storage_url, executor="ray", engines=2)
@@ -222,7 +224,7 @@ def test_a_run_follows_its_engine_through_a_sigkill(
 
 
 def test_a_driver_with_one_engine_cancels_a_workflow_the_second_engine_runs(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
     gate = str(tmp_path / "gate")
     workflow.init(storage=storage_url, executor="ray", engines=2)
@@ -236,7 +238,7 @@ def test_a_driver_with_one_engine_cancels_a_workflow_the_second_engine_runs(
 
 
 def test_with_queue_limits_every_workflow_queues_at_the_first_engine(
-    fresh_engines: None, storage_url: str, tmp_path: Path, counter_dir: Path
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
     import ray
 
