@@ -270,9 +270,9 @@ def test_on_two_nodes_an_engine_on_each_drives_workflows_and_one_nodes_engine_ma
 ) -> None:
     import ray
 
-    node = ray_cluster.add_node(num_cpus=1, resources='{"second_node": 1}')
+    node = ray_cluster.join_node(num_cpus=1, resources='{"second_node": 1}')
     try:
-        _wait_for(lambda: len(_alive_nodes()) == 2, "the second node joined", timeout=300)
+        assert len(_alive_nodes()) == 2
         second_node = next(n["NodeID"] for n in _alive_nodes() if n["Resources"].get("second_node"))
         gate = str(tmp_path / "gate")
         workflow.init(storage=storage_url, executor="ray")  # the default: one engine per node
