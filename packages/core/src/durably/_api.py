@@ -130,8 +130,8 @@ def init(
     if chosen.has_cluster_host:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
-    # An executor with a cluster-wide host runs engines in the cluster's detached engine actor
-    # (which opens its own executor there); otherwise engines run in threads of this process.
+    # An executor with a cluster-wide host runs engines in the cluster's detached engine actors
+    # (which open their own executor there); otherwise engines run in threads of this process.
     host: Any = RayEngineHost(executor, engine_count) if chosen.has_cluster_host else EngineHost(chosen)
     host.configure(max_running_workflows, max_pending_workflows)
     start_collector = functools.partial(PeriodicCollector, url, interval) if interval is not None else None
