@@ -130,6 +130,28 @@ class RayCluster:
             ],
         )
 
+    def join_node(
+        self, num_cpus: int = 1, resources: str = "{}", attempts: int = 3, timeout: float = 300.0
+    ) -> ServerProcess:
+        """``add_node``, then wait until the cluster counts it alive; a node whose `ray start` gave
+        up (its raylet timed out at startup on a loaded machine) is replaced, up to ``attempts``."""
+        import ray
+
+        def alive() -> int:
+            return sum(1 for node in ray.nodes() if node["Alive"])
+
+        before = alive()
+        for attempt in range(1, attempts + 1):
+            node = self.add_node(num_cpus=num_cpus, resources=resources)
+            try:
+                node.wait_until(lambda: alive() > before, timeout=timeout, what="alive in the cluster")
+                return node
+            except RuntimeError:
+                node.stop()
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
