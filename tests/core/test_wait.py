@@ -1,4 +1,4 @@
-"""Ray 1.x's ``workflow.wait``: ready values and remaining futures, checkpointed once, durable across a crash."""
+"""Ray 1.x's ``workflow.wait``: ready values and remaining futures, checkpointed once, kept across a crash."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_wait_refuses_what_is_not_a_list_of_step_futures(wf1: Any) -> None:
         wf1.wait([1, 2])
     with pytest.raises(TypeError, match="a list of step futures"):
         wf1.wait(quick.step(1))
-    with pytest.raises(ValueError, match="num_returns must be an int from 1 to the number of futures \\(1\\)"):
+    with pytest.raises(ValueError, match=r"num_returns must be an int from 1 to the number of futures \(1\)"):
         wf1.wait([quick.step(1)], num_returns=2)
     with pytest.raises(ValueError, match="timeout must be seconds"):
         wf1.wait([quick.step(1)], timeout=-1)
@@ -159,7 +159,7 @@ def test_a_remaining_future_cannot_start_a_workflow_of_its_own(wf1: Any, tmp_pat
 
     _, remaining = wf1.wait([gated.step(1), quick.step(2)], num_returns=1).run()
     Path(gate).touch()
-    with pytest.raises(TypeError, match="left running by workflow.wait"):
+    with pytest.raises(TypeError, match=r"left running by workflow\.wait"):
         remaining[0].run()
 
 

@@ -313,11 +313,10 @@ class WorkflowEngine:
 
     def _finish_wait(self, node: _Node, ready: set[str]) -> None:
         """Checkpoint (ready values in input order, futures of the others) once, then wake consumers."""
-        values = [self._load(self._target(dependency)) for dependency in node.spec.dependencies if dependency in ready]
+        inputs = node.spec.dependencies
+        values = [self._load(self._target(dependency)) for dependency in inputs if dependency in ready]
         remaining = [
-            RemainingStep(self._specs_up_to(dependency))
-            for dependency in node.spec.dependencies
-            if dependency not in ready
+            RemainingStep(self._specs_up_to(dependency)) for dependency in inputs if dependency not in ready
         ]
         # False: an earlier driver recorded this wait's outcome first; consumers load that one.
         self.store.save_step_output(node.spec.step_id, (values, remaining), {"name": node.spec.name})
@@ -339,7 +338,7 @@ class WorkflowEngine:
                 order.append(replace(spec, object_refs=[]))  # live refs are stored as object_hashes
                 continue
             stack.append((current, True))
-            stack.extend((dependency, False) for dependency in reversed(spec.dependencies) if dependency not in placed)
+            stack.extend((dependency, False) for dependency in reversed(spec.dependencies))
         return order
 
     # -- events -------------------------------------------------------------------------------

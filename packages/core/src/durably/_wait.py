@@ -51,7 +51,8 @@ def check_wait_arguments(futures: Any, num_returns: int, timeout: float | None) 
     """The futures as a list, after checking every argument of ``workflow.wait``."""
     if isinstance(futures, Workflow) or not isinstance(futures, (list, tuple)):
         raise TypeError(
-            f"workflow.wait takes a list of step futures (results of f.step(...)), got {type(futures).__name__}"
+            "workflow.wait takes a list of step futures (results of f.step(...)), "
+            f"got {type(futures).__name__}"
         )
     for position, future in enumerate(futures):
         if not isinstance(future, Workflow):
@@ -61,12 +62,14 @@ def check_wait_arguments(futures: Any, num_returns: int, timeout: float | None) 
             )
     if len({id(future) for future in futures}) != len(futures):
         raise ValueError("workflow.wait takes each step future once; the list names one future twice")
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or not 1 <= num_returns <= len(futures):
+    counted = isinstance(num_returns, int) and not isinstance(num_returns, bool)
+    if not counted or not 1 <= num_returns <= len(futures):
         raise ValueError(
             f"workflow.wait's num_returns must be an int from 1 to the number of futures ({len(futures)}), "
             f"got {num_returns!r}"
         )
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+    seconds = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if timeout is not None and (not seconds or timeout < 0):
         raise ValueError(f"workflow.wait's timeout must be seconds (a number >= 0) or None, got {timeout!r}")
     return list(futures)
 
