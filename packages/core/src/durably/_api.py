@@ -31,7 +31,8 @@ from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, op
 from durably._retention import PeriodicCollector
 from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore, list_workflow_ids
+from durably._status_index import hinted_candidates
+from durably._store import WorkflowStore, list_workflow_ids, status_index_built
 from durably.actors import delete_actor_if_exists
 from durably.codecs import LEGACY_ENV
 from durably.storage import Storage
@@ -371,6 +372,18 @@ def _status_here(store: WorkflowStore) -> WorkflowStatus:
 _RESTARTABLE = (WorkflowStatus.RESUMABLE, WorkflowStatus.FAILED, WorkflowStatus.CANCELED)
 
 
+def _candidate_ids(wanted: set[WorkflowStatus] | None) -> list[str]:
+    """The ids ``list_all`` reads: those the status index hints with a wanted status, else all.
+
+    Each is verified by reading its status; a workflow started here shows as RUNNING whatever
+    its record says (``_RESTARTABLE``), so RUNNING takes those hints too.
+    """
+    if wanted is None or not status_index_built(storage()):
+        return list_workflow_ids(storage())
+    statuses = set(wanted) | (set(_RESTARTABLE) if WorkflowStatus.RUNNING in wanted else set())
+    return sorted(hinted_candidates(storage(), statuses))
+
+
 def _started_here() -> frozenset[str]:
     """Ids this process's engine host was asked to run and has not finished: RUNNING from the
     call that started them, before their engine takes the lease (Ray's manager said so too)."""
@@ -434,7 +447,7 @@ def list_all(
             raise ValueError(f"unknown status in {status_filter!r}; statuses are {names}") from None
     found = []
     started_here: frozenset[str] | None = None
-    for workflow_id in list_workflow_ids(storage()):
+    for workflow_id in _candidate_ids(wanted):
         try:
             status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:
