@@ -27,15 +27,13 @@ from servers.ray_cluster import RayCluster  # noqa: E402
 
 NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
 #: Logical CPUs of the shared test cluster. Ray's tests ask for 4, 8 or 16 CPUs (through
-#: `indirect=True` parameters) so that their steps do not wait for each other; they share one
-#: 8-CPU cluster (16 gets 8: on this 2-core machine more only adds worker processes), and so do
-#: the tests that ask for nothing. Not fewer: v1/test_wait.py's waits expect five sleeping steps
-#: (and the two left running by the test before) to run at once. A test that asks for exactly 1
-#: or 2 CPUs (it checks that a task waits for CPUs) runs on the same cluster with a ballast
-#: actor holding the other CPUs, so exactly the CPUs it asked for are free. One cluster for the
-#: session: starting one is the slow, fragile part on a loaded machine (minutes at a load of
-#: 20); a ballast actor costs one worker process.
-DEFAULT_NUM_CPUS = 8
+#: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
+#: machine more logical CPUs only add worker processes, so they share one 4-CPU cluster, and so do
+#: the tests that ask for nothing. A test that asks for exactly 1 or 2 CPUs (it checks that a task
+#: waits for CPUs) runs on the same cluster with a ballast actor holding the other CPUs, so exactly
+#: the CPUs it asked for are free. One cluster for the session: starting one is the slow, fragile
+#: part on a loaded machine (minutes at a load of 20), a ballast actor costs one worker process.
+DEFAULT_NUM_CPUS = 4
 EXACT_NUM_CPUS = (1, 2)
 BALLAST_NAME = "ray-compat-ballast"
 BALLAST_NAMESPACE = "ray-compat"
