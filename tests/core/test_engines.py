@@ -223,6 +223,27 @@ def test_a_run_follows_its_engine_through_a_sigkill(
     assert outputs == [5]
 
 
+def test_an_engine_actor_left_by_another_durably_version_is_refused_at_init_by_name(
+    fresh_engines: None, storage_url: str
+) -> None:
+    import ray
+
+    class EngineOfAnOlderVersion:
+        """Answers ``ping`` as the engine actor of a durably before ENGINE_PROTOCOL did (defined
+        here, so Ray ships the class by value: workers cannot import test modules)."""
+
+        def ping(self) -> bool:
+            return True
+
+    old = ray.remote(num_cpus=0)(EngineOfAnOlderVersion).options(  # type: ignore[attr-defined]
+        name=engine_actor_name(0), namespace=ENGINE_NAMESPACE, lifetime="detached"
+    ).remote()
+    assert ray.get(old.ping.remote()) is True
+    with pytest.raises(workflow.WorkflowError, match="started by another durably version") as raised:
+        workflow.init(storage=storage_url, executor="ray", engines=1)
+    assert "ray.kill(ray.get_actor('durably-engine', namespace='durably'))" in str(raised.value)
+
+
 def test_a_driver_with_one_engine_cancels_a_workflow_the_second_engine_runs(
     ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:

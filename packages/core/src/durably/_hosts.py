@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from durably._driver import drive
-from durably._errors import WorkflowQueueFullError, WorkflowRunningError
+from durably._errors import WorkflowError, WorkflowQueueFullError, WorkflowRunningError
 from durably._graph import Graph
 from durably._lease import current_epoch, identity, lease_is_live
 from durably._resolve import open_executor
@@ -30,6 +30,11 @@ from durably.executors import Executor
 #: engine ``i > 0`` is ``durably-engine-<i>``.
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
+#: What an engine actor's ``ping`` answers, raised whenever a method of ``EngineActor`` changes.
+#: Engine actors are detached: one started by an older durably outlives an upgrade of the
+#: drivers, and its calls would fail with a bare TypeError; a driver refuses it by name instead.
+#: (The engines of versions before this number answer ``True``.)
+ENGINE_PROTOCOL = 2
 _ENGINE_NAME = re.compile(rf"{re.escape(ENGINE_ACTOR_NAME)}(-[1-9][0-9]*)?")
 #: How many engine actors drive workflows when neither ``init(engines=)`` nor this variable says.
 ENGINES_ENV = "DURABLY_ENGINES"
@@ -283,8 +288,9 @@ class EngineActor:
     def __init__(self, executor_name: str) -> None:
         self.host = EngineHost(open_executor(executor_name))
 
-    def ping(self) -> bool:
-        return True
+    def ping(self) -> int:
+        """The engine protocol this actor speaks (``ENGINE_PROTOCOL`` of its code)."""
+        return ENGINE_PROTOCOL
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.host.configure(max_running, max_pending)
@@ -471,9 +477,23 @@ def _wait_until_available(actor: Any, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            ray.get(actor.ping.remote(), timeout=timeout)
-            return
+            protocol = ray.get(actor.ping.remote(), timeout=timeout)
+            break
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+    if protocol is True or protocol != ENGINE_PROTOCOL:
+        _refuse_other_version(1 if protocol is True else protocol)
+
+
+def _refuse_other_version(protocol: Any) -> None:
+    """Name the engine actor an older (or newer) durably left in the cluster, and the way out."""
+    raise WorkflowError(
+        f"an engine actor of this Ray cluster (namespace {ENGINE_NAMESPACE!r}, one of "
+        f"{ENGINE_ACTOR_NAME!r}, {ENGINE_ACTOR_NAME + '-<i>'!r}) was started by another durably "
+        f"version: it speaks engine protocol {protocol!r}, this process {ENGINE_PROTOCOL}. Run the "
+        "same durably version in every driver, or restart the engine actors with the new version: "
+        f"ray.kill(ray.get_actor({ENGINE_ACTOR_NAME!r}, namespace={ENGINE_NAMESPACE!r})) for each, "
+        "then resume the workflows they were driving (durably list --status RESUMABLE)."
+    )
