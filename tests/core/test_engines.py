@@ -235,9 +235,13 @@ def test_an_engine_actor_left_by_another_durably_version_is_refused_at_init_by_n
         def ping(self) -> bool:
             return True
 
-    old = ray.remote(num_cpus=0)(EngineOfAnOlderVersion).options(  # type: ignore[attr-defined]
-        name=engine_actor_name(0), namespace=ENGINE_NAMESPACE, lifetime="detached"
-    ).remote()
+    old = (
+        ray.remote(num_cpus=0)(EngineOfAnOlderVersion)
+        .options(  # type: ignore[attr-defined]
+            name=engine_actor_name(0), namespace=ENGINE_NAMESPACE, lifetime="detached"
+        )
+        .remote()
+    )
     assert ray.get(old.ping.remote()) is True
     with pytest.raises(workflow.WorkflowError, match="started by another durably version") as raised:
         workflow.init(storage=storage_url, executor="ray", engines=1)
