@@ -9,13 +9,20 @@ actors/<id>/runtime_env              the actor's code snapshot, captured at its 
                                      ``_snapshots``): its Ray host runs under it
 actors/<id>/log/<seq:012d>           one committed call: the state after it + its result + call id.
                                      seq 0 is the constructor; the highest seq is the current state
+actors/<id>/calls/<call id hash>     a compacted retryable call (its id given by the caller or fixed in
+                                     a step): its seq, call id and result (no state), written by
+                                     compaction before it deletes the call's log record, so the call id
+                                     retried any time later finds its result instead of re-applying
 actor-deleting/<actor_id>            a deletion in progress (unlisted first, marker removed last)
 ```
 
 A record is created with ``put_if_absent``, so two writers cannot both commit the same ``seq``.
 Every record holds the whole state, so any record is a snapshot: compaction deletes, in
 ascending order, every record more than ``KEEP`` below a record whose ``seq`` is a multiple of
-``COMPACT_EVERY``. The records left therefore always form one unbroken run ending at the head.
+``COMPACT_EVERY``. The records committed and left therefore always form one unbroken run ending
+at the head, each naming the one below it first in its ancestry. A writer that stalled can still
+create a record in a slot compaction emptied (a *stale* record, below that run); readers take
+only the run (``CallRecord.rests_on``), and compaction indexes only calls the run vouches for.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from durably import _codec
 from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
 from durably._store import encode_plain_record, read_plain_record
-from durably.storage import KeyNotFound, Storage
+from durably.storage import KeyNotFound, Storage, retry_transient
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
 KEEP = 16
@@ -50,6 +57,11 @@ def call_mark(call_id: str) -> str:
     return hashlib.blake2b(call_id.encode(), digest_size=8).hexdigest()
 
 
+def _call_key_name(call_id: str) -> str:
+    """A storage-safe name for any call id (user call ids may hold any character)."""
+    return hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """One committed call, as stored under ``log/<seq>``."""
@@ -64,6 +76,19 @@ class CallRecord:
     #: ``ANCESTRY`` of them (none in older records): the history compaction would otherwise erase,
     #: by which a stalled writer tells its commit from a write into a compacted slot.
     ancestry: tuple[str, ...] = ()
+    #: Whether the call's id may be sent again (given by the caller, or fixed in a workflow step):
+    #: then compaction keeps its id and result (``calls/``). A plain ``.run()``'s generated id is
+    #: never sent again by anyone, so it is not kept, and the storage of a busy actor stays bounded.
+    retryable: bool = True
+
+    def rests_on(self, below: CallRecord) -> bool:
+        """Whether ``below`` is the record this one was applied on (the one under it in the run).
+
+        A record written before ancestry was kept names nothing, and is taken at its word.
+        """
+        if below.seq != self.seq - 1 or below.incarnation != self.incarnation:
+            return False
+        return not self.ancestry or self.ancestry[0] == call_mark(below.call_id)
 
 
 class ActorStore:
@@ -138,6 +163,7 @@ class ActorStore:
             "incarnation": record.incarnation,
             "state_bytes": len(record.state),
             "ancestry": list(record.ancestry),
+            "retryable": record.retryable,
             "committed_at": time.time(),
         }
         data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
@@ -145,7 +171,9 @@ class ActorStore:
 
     def read(self, seq: int) -> CallRecord | None:
         """The record committed at ``seq``, or None when there is none (not yet, or compacted)."""
-        key = self.log_key(seq)
+        return self._read(self.log_key(seq))
+
+    def _read(self, key: str) -> CallRecord | None:
         try:
             data = self.storage.get(key)
         except KeyNotFound:
@@ -164,6 +192,7 @@ class ActorStore:
             state=bytes(payload[:split]),
             result=bytes(payload[split:]),
             ancestry=tuple(str(mark) for mark in meta.get("ancestry", ())),
+            retryable=bool(meta.get("retryable", True)),
         )
 
     def read_meta(self, seq: int) -> dict[str, Any] | None:
@@ -195,16 +224,51 @@ class ActorStore:
                 seqs.append(int(name))
         return sorted(seqs)
 
-    def compact(self, head: int) -> int:
-        """Delete, oldest first, every record below ``head - KEEP``; returns how many were deleted."""
-        cutoff = head - KEEP
-        deleted = 0
-        for seq in self.stored_seqs():
-            if seq >= cutoff:
-                break
+    def compact(self, head: CallRecord) -> int:
+        """Delete, oldest first, every record below ``head.seq - KEEP``; returns how many were deleted.
+
+        Each retryable call the run below ``head`` vouches for (its ancestry names it) is indexed
+        first (``find_call``), so its call id is recognised after its record is gone. A stale
+        record is deleted without being indexed.
+        """
+        cutoff = head.seq - KEEP
+        below = [seq for seq in self.stored_seqs() if seq < cutoff]
+        marks = {head.seq - 1 - distance: mark for distance, mark in enumerate(head.ancestry)}
+        vouched: dict[int, CallRecord] = {}
+        for seq in reversed(below):  # nearest first: a vouched record vouches for those below it
+            record = self.read(seq)
+            if record is None or record.incarnation != head.incarnation:
+                continue
+            if marks.get(seq) == call_mark(record.call_id):
+                vouched[seq] = record
+                for distance, mark in enumerate(record.ancestry):
+                    marks.setdefault(seq - 1 - distance, mark)
+        for seq in below:
+            if seq in vouched and vouched[seq].retryable:
+                self.index_call(vouched[seq])
             self.forget(seq)
-            deleted += 1
-        return deleted
+        return len(below)
+
+    def index_call(self, record: CallRecord) -> None:
+        """Keep a committed call's seq, id and result under ``calls/`` (once; a retry finds it there)."""
+        meta = {
+            "seq": record.seq,
+            "call_id": record.call_id,
+            "method": record.method,
+            "incarnation": record.incarnation,
+            "state_bytes": 0,
+            "committed_at": time.time(),
+        }
+        data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.result)
+        retry_transient(lambda: self.storage.put_if_absent(self.call_key(record.call_id), data))
+
+    def find_call(self, call_id: str) -> CallRecord | None:
+        """The compacted call with this id (its ``state`` empty), or None when none was compacted."""
+        record = self._read(self.call_key(call_id))
+        return record if record is not None and record.call_id == call_id else None
+
+    def call_key(self, call_id: str) -> str:
+        return self.key("calls", _call_key_name(call_id))
 
     # -- everything ---------------------------------------------------------------------------
     def keys(self) -> Iterator[str]:
