@@ -171,7 +171,9 @@ class WorkflowStore:
     # -- record helpers -----------------------------------------------------------------------
     def _put(self, key: str, data: bytes) -> None:
         """Write a checkpoint, retrying transient storage errors (bounded, with backoff)."""
-        retry_transient(lambda: self.storage.put(key, data), is_transient=is_transient_write_error)
+        retry_transient(
+            lambda: self.storage.put(key, data), is_transient=is_transient_write_error, what=f"write of {key!r}"
+        )
 
     def _create(self, key: str, data: bytes) -> bool:
         """Create a checkpoint once, retrying transient errors; False when it already existed.
@@ -201,7 +203,11 @@ class WorkflowStore:
         pieces = _codec.record_parts(kind, meta, parts)
         storage = self.storage
         if isinstance(storage, CodecStorage):
-            retry_transient(lambda: storage.put_parts(key, pieces), is_transient=is_transient_write_error)
+            retry_transient(
+                lambda: storage.put_parts(key, pieces),
+                is_transient=is_transient_write_error,
+                what=f"write of {key!r}",
+            )
         else:
             self._put(key, b"".join(pieces))
 

@@ -1,12 +1,15 @@
 """The Storage protocol that every backend implements, the built-in backends, and helpers for plugins."""
 
 from durably.storage._base import (
+    RETRY_DEADLINE_ENV,
+    RETRY_DEADLINE_SECONDS,
     KeyNotFound,
     Storage,
     StorageError,
     StoragePermanentError,
     TransientStorageError,
     join_key,
+    retry_deadline_seconds,
     retry_transient,
     validate_key,
 )
@@ -16,6 +19,8 @@ from durably.storage._memory import MemoryStorage
 from durably.storage._url import StorageURL, format_storage_url, parse_storage_url
 
 __all__ = [
+    "RETRY_DEADLINE_ENV",
+    "RETRY_DEADLINE_SECONDS",
     "WRITER_METADATA",
     "Creation",
     "FileStorage",
@@ -29,6 +34,7 @@ __all__ = [
     "format_storage_url",
     "join_key",
     "parse_storage_url",
+    "retry_deadline_seconds",
     "retry_transient",
     "validate_key",
 ]
