@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-
 from durably import _codec, workflow
 from durably.actors._commit import ActorCore
 from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord

@@ -38,7 +38,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 class Counted:
     """Counts the attempts of one write to a storage."""
 
-
     def __init__(self, storage: FaultyStorage, key: str) -> None:
         self.storage, self.key, self.attempts = storage, key, 0
 

@@ -80,7 +80,7 @@ class ActorCore:
         self._load_identity()
         self._head = None
         self._recent.clear()
-        found = []
+        found: list[CallRecord] = []
         for seq in reversed(self.store.stored_seqs()):
             record = self.store.read(seq)
             if record is None or record.incarnation != self._incarnation:

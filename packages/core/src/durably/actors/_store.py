@@ -37,8 +37,8 @@ from typing import Any
 from durably import _codec
 from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
-from durably._store import encode_plain_record, read_plain_record
-from durably.storage import KeyNotFound, Storage, retry_transient
+from durably._store import encode_plain_record, is_transient_write_error, read_plain_record
+from durably.storage import KeyNotFound, Storage, create_once
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
 KEEP = 16
@@ -106,12 +106,16 @@ class ActorStore:
     def log_key(self, seq: int) -> str:
         return self.key("log", f"{seq:0{_SEQ_DIGITS}d}")
 
+    def _create(self, key: str, data: bytes) -> bool:
+        """Create a record once, retrying transient errors; after a lost answer its own record counts."""
+        return create_once(self.storage, key, data, is_transient=is_transient_write_error)
+
     # -- class --------------------------------------------------------------------------------
     def create_class(self, class_name: str, incarnation: str, pickled_class: bytes) -> bool:
         """Store the class of a new actor; False when one is already stored (nothing replaced)."""
         meta = {"class_name": class_name, "incarnation": incarnation, "created_at": time.time()}
         record = _codec.encode_record(RecordKind.ACTOR_CLASS, meta, pickled_class)
-        return self.storage.put_if_absent(self.key("class"), record)
+        return self._create(self.key("class"), record)
 
     def load_class_record(self) -> tuple[dict[str, Any], bytes]:
         """(meta, pickled class); raises KeyNotFound when the actor has no class stored."""
@@ -125,7 +129,7 @@ class ActorStore:
 
     def save_runtime_env(self, record: dict[str, Any]) -> bool:
         """Record the code snapshot of a new actor, once; False when one is already recorded."""
-        return self.storage.put_if_absent(self.key("runtime_env"), encode_plain_record(record))
+        return self._create(self.key("runtime_env"), encode_plain_record(record))
 
     def load_runtime_env(self) -> dict[str, Any] | None:
         """The actor's code snapshot, None for an actor created without one."""
@@ -136,7 +140,7 @@ class ActorStore:
 
     # -- index --------------------------------------------------------------------------------
     def mark_listed(self, class_name: str) -> None:
-        self.storage.put_if_absent(self.index_key, json.dumps({"class_name": class_name}).encode())
+        self._create(self.index_key, json.dumps({"class_name": class_name}).encode())
 
     def is_listed(self) -> bool:
         return self.storage.exists(self.index_key)
@@ -154,8 +158,12 @@ class ActorStore:
         return marker if isinstance(marker, dict) else {}
 
     # -- log ----------------------------------------------------------------------------------
-    def append(self, record: CallRecord) -> bool:
-        """Commit ``record`` at its seq; False when another writer committed that seq first."""
+    def append(self, record: CallRecord, *, retried: bool = False) -> bool:
+        """Commit ``record`` at its seq; False when another writer committed that seq first.
+
+        ``retried``: retry transient errors here, recognising the record after a lost answer (the
+        constructor's seq 0; later calls retry in ``_commit``, which also re-reads the head).
+        """
         meta = {
             "seq": record.seq,
             "call_id": record.call_id,
@@ -167,6 +175,8 @@ class ActorStore:
             "committed_at": time.time(),
         }
         data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
+        if retried:
+            return self._create(self.log_key(record.seq), data)
         return self.storage.put_if_absent(self.log_key(record.seq), data)
 
     def read(self, seq: int) -> CallRecord | None:
@@ -260,7 +270,7 @@ class ActorStore:
             "committed_at": time.time(),
         }
         data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.result)
-        retry_transient(lambda: self.storage.put_if_absent(self.call_key(record.call_id), data))
+        self._create(self.call_key(record.call_id), data)
 
     def find_call(self, call_id: str) -> CallRecord | None:
         """The compacted call with this id (its ``state`` empty), or None when none was compacted."""

@@ -13,7 +13,7 @@ from durably.storage._base import (
     retry_transient,
     validate_key,
 )
-from durably.storage._create import WRITER_METADATA, Creation
+from durably.storage._create import WRITER_METADATA, Creation, create_once
 from durably.storage._file import FileStorage
 from durably.storage._memory import MemoryStorage
 from durably.storage._url import StorageURL, format_storage_url, parse_storage_url
@@ -31,6 +31,7 @@ __all__ = [
     "StoragePermanentError",
     "StorageURL",
     "TransientStorageError",
+    "create_once",
     "format_storage_url",
     "join_key",
     "parse_storage_url",

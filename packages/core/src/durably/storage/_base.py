@@ -106,7 +106,9 @@ def retry_deadline_seconds() -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise ValueError(f"{RETRY_DEADLINE_ENV}={raw!r} is not a positive number of seconds; unset it or give e.g. 60")
+        raise ValueError(
+            f"{RETRY_DEADLINE_ENV}={raw!r} is not a positive number of seconds; unset it or give e.g. 60"
+        )
     return seconds
 
 
