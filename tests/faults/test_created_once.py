@@ -5,13 +5,14 @@ lost answer recognised as the writer's own record rather than another writer's.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from durably_faults.faulty_storage import FaultyStorage, faulty_url
 
 from durably._store import WorkflowStore
-from durably.actors._store import ActorStore
+from durably.actors._store import ActorStore, CallRecord
 
 pytestmark = pytest.mark.faults_smoke
 
@@ -72,3 +73,15 @@ def test_an_actor_listed_through_a_write_fault_is_listed(storage: FaultyStorage,
     store.mark_listed("Counter")
     assert store.is_listed()
     assert store.load_marker() == {"class_name": "Counter"}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_an_actor_constructed_through_a_write_fault_has_its_first_state_once(
+    storage: FaultyStorage, fault: str
+) -> None:
+    store = ActorStore(storage, "counter")
+    storage.inject(fault, "actors/counter/log")
+    constructed = CallRecord(0, "constructor", "__init__", "incarnation-1", b"state", b"result")
+    assert store.append_constructed(constructed) is True
+    assert store.read(0) == constructed
+    assert store.append_constructed(dataclasses.replace(constructed, call_id="another")) is False

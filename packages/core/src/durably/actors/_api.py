@@ -246,9 +246,7 @@ def _run_constructor(store: ActorStore, cls: type, incarnation: str, args: Any, 
         store.delete_class()  # so a corrected class can be stored by the next attempt
         raise ActorMethodError(store.actor_id, "__init__", error) from error
     state = _codec.dumps(get_state(instance))
-    store.append(
-        CallRecord(0, new_call_id(), "__init__", incarnation, state, _codec.dumps(None)), retried=True
-    )
+    store.append_constructed(CallRecord(0, new_call_id(), "__init__", incarnation, state, _codec.dumps(None)))
 
 
 class _VirtualActorDecorator:

@@ -144,11 +144,12 @@ class ActorCore:
             self._head = None
             self._recent.clear()
 
-    def committed_result(self, call_id: str) -> tuple[bool, Any]:
+    def committed_result(self, call_id: str, retryable: bool = True) -> tuple[bool, Any]:
         """(True, result) when a call with this id was committed, else (False, None).
 
-        Looked for among the recent commits, then among the compacted calls (``calls/``), so a
-        caller that restarts slowly while others commit many calls still gets its own result.
+        Looked for among the recent commits, then, for a ``retryable`` call, among the compacted
+        calls (``calls/``), so a caller that restarts slowly while others commit many calls still
+        gets its own result. Other calls are not kept there: one storage read is saved.
         """
         with self._lock:
             seq = self._recent.get(call_id)
@@ -156,7 +157,7 @@ class ActorCore:
             record = self.store.read(seq)
             if record is not None and record.call_id == call_id:
                 return True, _codec.loads(record.result)
-        indexed = self.store.find_call(call_id)
+        indexed = self.store.find_call(call_id) if retryable else None
         if indexed is not None:
             return True, _codec.loads(indexed.result)
         if seq is not None:
@@ -189,7 +190,7 @@ class ActorCore:
     ) -> Any:
         while True:
             cls, head = self.sync(verify=False)
-            found, result = self.committed_result(call_id)
+            found, result = self.committed_result(call_id, retryable)
             if found:
                 return result
             self._refuse_if_applied_long_ago(head, call_id)

@@ -158,12 +158,20 @@ class ActorStore:
         return marker if isinstance(marker, dict) else {}
 
     # -- log ----------------------------------------------------------------------------------
-    def append(self, record: CallRecord, *, retried: bool = False) -> bool:
+    def append(self, record: CallRecord) -> bool:
         """Commit ``record`` at its seq; False when another writer committed that seq first.
 
-        ``retried``: retry transient errors here, recognising the record after a lost answer (the
-        constructor's seq 0; later calls retry in ``_commit``, which also re-reads the head).
+        Transient errors propagate: ``_commit`` retries them, re-reading the slot and the head.
         """
+        return self.storage.put_if_absent(self.log_key(record.seq), self._encode(record))
+
+    def append_constructed(self, record: CallRecord) -> bool:
+        """Commit the constructor's record (seq 0) as ``append`` does, retrying transient errors
+        here and recognising the record after a lost answer."""
+        return self._create(self.log_key(record.seq), self._encode(record))
+
+    @staticmethod
+    def _encode(record: CallRecord) -> bytes:
         meta = {
             "seq": record.seq,
             "call_id": record.call_id,
@@ -174,10 +182,7 @@ class ActorStore:
             "retryable": record.retryable,
             "committed_at": time.time(),
         }
-        data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
-        if retried:
-            return self._create(self.log_key(record.seq), data)
-        return self.storage.put_if_absent(self.log_key(record.seq), data)
+        return _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
 
     def read(self, seq: int) -> CallRecord | None:
         """The record committed at ``seq``, or None when there is none (not yet, or compacted)."""
