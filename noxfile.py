@@ -254,5 +254,9 @@ def bench(session: nox.Session) -> None:
         if folder in PACKAGES
         for item in ("-e", f"{PACKAGES[folder]}[test]")
     ]
-    session.install("-e", f"{ROOT / 'packages' / 'core'}[encryption]", *plugins, "dbos", "psutil", "pytest")
+    # durably-otel and the OTLP encoder for the +otel rows (benchmarks/otel_site/ holds their exporters).
+    telemetry = ["-e", str(PACKAGES["telemetry-otel"]), "opentelemetry-exporter-otlp-proto-common"]
+    session.install(
+        "-e", f"{ROOT / 'packages' / 'core'}[encryption]", *plugins, *telemetry, "dbos", "psutil", "pytest"
+    )
     session.run("python", "benchmarks/run.py", *session.posargs, env=LOCAL_RAY_ENV)

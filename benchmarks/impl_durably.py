@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import types
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as distribution_version
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from _harness import (
 )
 
 VICTIM = Path(__file__).with_name("_resume_victim.py")
+#: The bench-only exporters of ``--otel`` (OTLP encoding, nothing sent), found by entry point.
+OTEL_SITE = Path(__file__).with_name("otel_site")
+OTEL_EXPORTER = "otlp_encode_only"
 #: How long the resume workload waits for its victim to stop half-way, or for the first new step.
 RESUME_WAIT_SECONDS = 1800.0
 
@@ -84,21 +88,25 @@ class Durably(Implementation):
     # durably grows feature by feature; a missing one shows as "not available" in the table.
     missing_feature_errors = (AttributeError, NotImplementedError, ImportError)
 
-    def __init__(self, executor: str) -> None:
+    def __init__(self, executor: str, otel: bool = False) -> None:
         try:
             from durably import workflow
         except ImportError as error:
             raise FeatureUnavailable(f"durably.workflow does not import: {error}") from error
         self.workflow: Any = workflow
         self.executor = executor
+        self.otel = otel
         self.steps = _define(workflow)
         self.uses_ray = executor == "ray"
         self.storage_url = ""
 
     def version(self) -> str:
-        return f"durably {distribution_version('durably')} ({self.executor} executor)"
+        found = f"durably {distribution_version('durably')} ({self.executor} executor)"
+        return f"{found}, durably-otel {distribution_version('durably-otel')}" if self.otel else found
 
     def start(self, storage_url: str) -> None:
+        if self.otel:
+            _start_telemetry()  # before Ray starts: its processes inherit the environment
         if self.uses_ray:
             import ray
 
@@ -201,6 +209,43 @@ class Durably(Implementation):
         return Measured(int(value), figures, seconds=finished)
 
 
+def _start_telemetry() -> None:
+    """Telemetry on, as a deployment has it: the application's SDK providers here, and the SDK's
+    variables for every process Ray starts (durably-otel builds the same providers there).
+
+    Batched spans (``BatchSpanProcessor``) and periodic metrics, at the SDK's default intervals, to
+    exporters that encode OTLP like the OTLP/HTTP exporter and send nothing (benchmarks/README.md).
+    """
+    try:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        distribution_version("durably-otel")
+    except (ImportError, PackageNotFoundError) as error:
+        raise FeatureUnavailable(
+            f"durably-otel or the OpenTelemetry SDK is not installed: {error}"
+        ) from error
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OTEL_SITE), os.environ.get("PYTHONPATH")]))
+    os.environ.update(
+        OTEL_SERVICE_NAME="durably-bench",
+        OTEL_TRACES_EXPORTER=OTEL_EXPORTER,
+        OTEL_METRICS_EXPORTER=OTEL_EXPORTER,
+    )
+    sys.path.insert(0, str(OTEL_SITE))
+    from durably_bench_otel import EncodeOnlyMetricExporter, EncodeOnlySpanExporter
+
+    resource = Resource.create()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(EncodeOnlySpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(EncodeOnlyMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
 def _ray_get(ref: Any) -> Any:
     import ray
 
@@ -236,7 +281,10 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("ray", "local"), default="ray")
+    parser.add_argument(
+        "--otel", action="store_true", help="with durably-otel on, exporting every span and metric"
+    )
 
 
 if __name__ == "__main__":
-    main(lambda args: Durably(args.executor), _add_arguments)
+    main(lambda args: Durably(args.executor, args.otel), _add_arguments)

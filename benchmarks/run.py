@@ -96,6 +96,22 @@ CONTENDERS = (
         is_durably=True,
         env=(("DURABLY_ENCRYPTION_KEY", "bench:" + "A" * 43 + "="),),
     ),
+    # What tracing and metrics cost on the chain (durably-otel on, exporting; see the README), as
+    # ratios to durably[ray] and durably[local], where durably-otel is installed but off.
+    Contender(
+        "durably[ray+otel]",
+        "impl_durably.py",
+        frozenset({"chain"}),
+        ("--executor", "ray", "--otel"),
+        is_durably=True,
+    ),
+    Contender(
+        "durably[local+otel]",
+        "impl_durably.py",
+        frozenset({"chain"}),
+        ("--executor", "local", "--otel"),
+        is_durably=True,
+    ),
     Contender(
         PREDECESSOR,
         "impl_ray_workflow.py",

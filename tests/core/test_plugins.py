@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,49 @@ def test_lifecycle_hooks_see_a_run_with_a_retry_and_a_failure(fresh_registry: No
     ]
     assert calls[5]["status"] == "SUCCESSFUL"
     assert calls[-1]["status"] == "FAILED"
+
+
+#: What a tracing plugin would carry: the caller's current span, here a context variable's value.
+CALLER = contextvars.ContextVar[str | None]("CALLER", default=None)
+
+
+class CarriesTheCaller:
+    """Carries ``CALLER`` from where a run is asked for, and records what the run's start is given."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, dict[str, str], int]] = []
+
+    @durably.hookimpl
+    def durably_propagation_context(self, workflow_id: str | None) -> Mapping[str, str] | None:
+        caller = CALLER.get()
+        return None if caller is None else {"caller": caller}
+
+    @durably.hookimpl
+    def durably_workflow_started(self, workflow_id: str, context: Mapping[str, str]) -> None:
+        self.started.append((workflow_id, dict(context), threading.get_ident()))
+
+
+@workflow.step
+def echo(value: str) -> str:
+    return value
+
+
+def test_workflow_started_gets_the_context_carried_from_where_run_async_was_called(
+    fresh_registry: None, tmp_path: Path
+) -> None:
+    plugin = CarriesTheCaller()
+    register_plugin(plugin, name="carries-the-caller")
+    workflow.init(storage=str(tmp_path / "store"), executor="local")
+    token = CALLER.set("request-7")
+    try:
+        pending = echo.step("x").run_async(workflow_id="carried")
+    finally:
+        CALLER.reset(token)
+    assert pending.result() == "x"
+
+    [(workflow_id, context, thread)] = plugin.started
+    assert (workflow_id, context) == ("carried", {"caller": "request-7"})
+    assert thread != threading.get_ident()  # driven on another thread, where CALLER is not set
 
 
 PLUGIN_DIST = """

@@ -3,13 +3,39 @@ own spans (through the test-only file exporters, see worker_site/), and the trac
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import otel_steps
 import pytest
-from conftest import WorkerTelemetry, eventually
+import ray
+from conftest import Recorded, WorkerTelemetry, eventually
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+
+
+def _json_id(span_id: int) -> str:
+    """A span id as the SDK's JSON of a span writes it (``parent_id``, ``context.span_id``)."""
+    return f"0x{trace.format_span_id(span_id)}"
+
+
+def _json_trace_id(trace_id: int) -> str:
+    return f"0x{trace.format_trace_id(trace_id)}"
+
+
+def _assert_workflow_under(caller: ReadableSpan, spans: list[dict[str, Any]]) -> None:
+    """The workflow span (made in the engine actor) is the caller's child, its steps in the same trace."""
+    (workflow_span,) = [span for span in spans if span["name"] == "durably.workflow"]
+    assert workflow_span["parent_id"] == _json_id(caller.context.span_id)
+    assert workflow_span["context"]["trace_id"] == _json_trace_id(caller.context.trace_id)
+    assert workflow_span["pid"] != os.getpid()  # made in the engine actor, not in this process
+    steps = [span for span in spans if span["name"].startswith("durably.step")]
+    assert steps
+    for step in steps:
+        assert step["parent_id"] == workflow_span["context"]["span_id"]
+        assert step["context"]["trace_id"] == workflow_span["context"]["trace_id"]
 
 
 def test_step_spans_from_ray_workers_are_children_of_the_workflow_span_from_the_engine_actor(
@@ -81,3 +107,36 @@ def test_metrics_from_ray_workers_reach_their_exporter(
         lambda: worker_telemetry.counter_total("durably.steps.retried", name) == before + 1,
         "the retried attempt to be counted",
     )
+
+
+def test_a_workflow_run_inside_an_application_span_is_its_child_though_the_engine_actor_drives_it(
+    ray_workflow: Any, worker_telemetry: WorkerTelemetry, recorded: Recorded
+) -> None:
+    workflow_id = f"w-{uuid.uuid4().hex[:12]}"
+    with trace.get_tracer("application").start_as_current_span("request"):
+        assert otel_steps.double.step(otel_steps.double.step(1)).run(workflow_id=workflow_id) == 4
+
+    caller = recorded.one_span("request")  # this process's in-memory exporter
+    _assert_workflow_under(caller, worker_telemetry.spans_of(workflow_id, count=3))
+
+
+def test_a_workflow_started_with_run_async_inside_an_application_span_is_its_child(
+    ray_workflow: Any, worker_telemetry: WorkerTelemetry, recorded: Recorded
+) -> None:
+    workflow_id = f"w-{uuid.uuid4().hex[:12]}"
+    with trace.get_tracer("application").start_as_current_span("request"):
+        pending = otel_steps.double.step(3).run_async(workflow_id=workflow_id)
+    assert ray.get(pending) == 6  # awaited outside the span: the context went with the start
+
+    _assert_workflow_under(recorded.one_span("request"), worker_telemetry.spans_of(workflow_id, count=2))
+
+
+def test_a_workflow_run_outside_any_span_starts_a_trace_of_its_own(
+    ray_workflow: Any, worker_telemetry: WorkerTelemetry
+) -> None:
+    workflow_id = f"w-{uuid.uuid4().hex[:12]}"
+    assert otel_steps.double.step(1).run(workflow_id=workflow_id) == 2
+
+    spans = worker_telemetry.spans_of(workflow_id, count=2)
+    (workflow_span,) = [span for span in spans if span["name"] == "durably.workflow"]
+    assert workflow_span["parent_id"] is None

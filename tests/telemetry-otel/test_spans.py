@@ -108,6 +108,38 @@ def test_a_workflow_run_inside_an_application_span_is_its_child(
     )
 
 
+def test_a_workflow_started_with_run_async_inside_an_application_span_is_its_child(
+    local_workflow: Any, recorded: Recorded
+) -> None:
+    workflow_id = _id()
+    with trace.get_tracer("application").start_as_current_span("request") as request:
+        pending = otel_steps.double.step(2).run_async(workflow_id=workflow_id)
+    assert pending.result() == 4  # driven on a thread of durably's pool, not this one
+
+    workflow_span = recorded.one_span("durably.workflow")
+    assert (
+        workflow_span.parent is not None
+        and workflow_span.parent.span_id == request.get_span_context().span_id
+    )
+    step = recorded.one_span("durably.step double")
+    assert step.context.trace_id == request.get_span_context().trace_id
+
+
+def test_a_workflow_resumed_inside_an_application_span_is_its_child(
+    local_workflow: Any, recorded: Recorded
+) -> None:
+    workflow_id = _id()
+    with pytest.raises(Exception, match="boom"):
+        otel_steps.explode.step("boom").run(workflow_id=workflow_id)
+    tracer = trace.get_tracer("application")
+    with tracer.start_as_current_span("operator") as operator, pytest.raises(Exception, match="boom"):
+        local_workflow.resume(workflow_id)  # a FAILED workflow runs its failed step again
+
+    first, resumed = sorted(recorded.spans("durably.workflow"), key=lambda span: span.start_time or 0)
+    assert first.parent is None
+    assert resumed.parent is not None and resumed.parent.span_id == operator.get_span_context().span_id
+
+
 def test_a_step_that_returns_a_sub_workflow_ends_its_span_as_continued(
     local_workflow: Any, recorded: Recorded
 ) -> None:

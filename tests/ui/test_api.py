@@ -13,6 +13,8 @@ from conftest import TOKEN, wait_for_status
 from fastapi.testclient import TestClient
 
 from durably import workflow
+from durably._resolve import open_storage
+from durably._store import status_hint_key
 from durably.codecs import LEGACY_ENV, SIGNING_KEY_ENV
 from durably_ui import create_app
 
@@ -58,6 +60,19 @@ def test_counts_by_status(client: TestClient, tmp_path: Path) -> None:
     failed_order(tmp_path)
     counts = client.get("/api/counts").json()
     assert (counts["SUCCESSFUL"], counts["FAILED"]) == (2, 1)
+
+
+def test_counts_and_filter_come_from_the_status_index_and_ignore_a_stale_hint(
+    client: TestClient, storage: str, tmp_path: Path
+) -> None:
+    ui_workflows.fetch.step(1).run(workflow_id="ok-1")
+    failed_order(tmp_path)
+    # A status change cut short: a hint says FAILED, the workflow's own record says SUCCESSFUL.
+    open_storage(storage).put(status_hint_key("FAILED", "ok-1"), b"")
+    counts = client.get("/api/counts").json()
+    assert (counts["SUCCESSFUL"], counts["FAILED"]) == (1, 1)
+    answer = client.get("/api/workflows", params={"status": "FAILED"}).json()
+    assert [item["workflow_id"] for item in answer["items"]] == ["order-failed"]
 
 
 def test_show_has_the_error_and_traceback_of_a_failed_workflow(client: TestClient, tmp_path: Path) -> None:

@@ -27,11 +27,13 @@ from durably._inspect import (
 )
 from durably._lease import current_epoch, lease_is_live, lease_seconds
 from durably._lease import wait_for_holder as wait_for_lease_holder
+from durably._plugins import propagation_context
 from durably._resolve import CODECS_ENV, build_codecs, normalize_storage_url, open_executor, open_storage
 from durably._retention import PeriodicCollector
 from durably._snapshots import UPGRADE, capture, check_runtime_env, recapture
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore, list_workflow_ids
+from durably._status_index import hinted_candidates
+from durably._store import WorkflowStore, list_workflow_ids, status_index_built
 from durably.actors import delete_actor_if_exists
 from durably.codecs import LEGACY_ENV
 from durably.storage import Storage
@@ -325,7 +327,7 @@ def resume(
     """
     cfg = _config.current()
     _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
-    return cfg.host.run(cfg.storage_url, workflow_id, None)
+    return cfg.host.run(cfg.storage_url, workflow_id, None, propagation_context(None))
 
 
 def resume_async(
@@ -334,7 +336,7 @@ def resume_async(
     """Like ``resume``, but returns a ray.ObjectRef (a Future with the local executor)."""
     cfg = _config.current()
     _upgrade_code(_resumable_store(workflow_id, wait_for_holder), runtime_env)
-    return cfg.host.run_async(cfg.storage_url, workflow_id, None)
+    return cfg.host.run_async(cfg.storage_url, workflow_id, None, propagation_context(None))
 
 
 def resume_all(include_failed: bool = False) -> list[tuple[str, Any]]:
@@ -369,6 +371,18 @@ def _status_here(store: WorkflowStore) -> WorkflowStatus:
 #: Stored statuses that a new run of the workflow (``run_async``, ``resume_async``) replaces
 #: with RUNNING from the start call, as Ray's manager reported, before its engine writes so.
 _RESTARTABLE = (WorkflowStatus.RESUMABLE, WorkflowStatus.FAILED, WorkflowStatus.CANCELED)
+
+
+def _candidate_ids(wanted: set[WorkflowStatus] | None) -> list[str]:
+    """The ids ``list_all`` reads: those the status index hints with a wanted status, else all.
+
+    Each is verified by reading its status; a workflow started here shows as RUNNING whatever
+    its record says (``_RESTARTABLE``), so RUNNING takes those hints too.
+    """
+    if wanted is None or not status_index_built(storage()):
+        return list_workflow_ids(storage())
+    statuses = set(wanted) | (set(_RESTARTABLE) if WorkflowStatus.RUNNING in wanted else set())
+    return sorted(hinted_candidates(storage(), statuses))
 
 
 def _started_here() -> frozenset[str]:
@@ -434,7 +448,7 @@ def list_all(
             raise ValueError(f"unknown status in {status_filter!r}; statuses are {names}") from None
     found = []
     started_here: frozenset[str] | None = None
-    for workflow_id in list_workflow_ids(storage()):
+    for workflow_id in _candidate_ids(wanted):
         try:
             status = status_of(WorkflowStore(storage(), workflow_id))
         except WorkflowNotFoundError:

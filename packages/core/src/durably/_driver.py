@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
@@ -56,8 +57,13 @@ def drive(
     executor: Executor,
     graph: Graph | None = None,
     cancel_event: threading.Event | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> Any:
-    """Run (or resume) the workflow to its end and return its output; stores every status change."""
+    """Run (or resume) the workflow to its end and return its output; stores every status change.
+
+    ``context`` is what plugins asked to carry from where the run was asked for (see
+    ``durably_propagation_context``), given to ``durably_workflow_started``.
+    """
     store = open_workflow_store(storage_url, workflow_id)
     finished, value = stored_result(store)
     if finished:
@@ -77,7 +83,7 @@ def drive(
         epoch = lease.number
         store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
-        hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata)
+        hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata, context=context or {})
         engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease, snapshot)
         try:
             output_step, value = engine.run()

@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from durably._driver import drive
@@ -152,14 +152,21 @@ class EngineHost:
         with self._lock:
             return frozenset(workflow_id for url, workflow_id in self._driving if url == storage_url)
 
-    def run_reserved(self, ticket: int, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+    def run_reserved(
+        self,
+        ticket: int,
+        storage_url: str,
+        workflow_id: str,
+        graph: Graph | None,
+        context: Mapping[str, str],
+    ) -> Any:
         key = (storage_url, workflow_id)
         event = threading.Event()
         with self._lock:
             self._cancel_events[key] = event
         self.admission.enter(ticket)
         try:
-            return drive(storage_url, workflow_id, self.executor, graph, event)
+            return drive(storage_url, workflow_id, self.executor, graph, event, context)
         finally:
             self.admission.leave()
             with self._lock:
@@ -167,18 +174,22 @@ class EngineHost:
                 if self._cancel_events.get(key) is event:
                     del self._cancel_events[key]
 
-    def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
-        return self.run_reserved(self.reserve(storage_url, workflow_id), storage_url, workflow_id, graph)
+    def run(self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]) -> Any:
+        """Drive the workflow on this thread; ``context``: the caller's ``propagation_context``."""
+        ticket = self.reserve(storage_url, workflow_id)
+        return self.run_reserved(ticket, storage_url, workflow_id, graph, context)
 
     def run_async(
-        self, storage_url: str, workflow_id: str, graph: Graph | None
+        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
     ) -> concurrent.futures.Future[Any]:
         ticket = self.reserve(storage_url, workflow_id)
-        return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph)
+        return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph, context)
 
-    def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
+    def start(
+        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+    ) -> int:
         """Start the workflow here before returning (a caller may exit at once); ``result`` waits."""
-        future = self.run_async(storage_url, workflow_id, graph)
+        future = self.run_async(storage_url, workflow_id, graph, context)
         with self._lock:
             self._started_count += 1
             number = self._started_count
@@ -227,8 +238,10 @@ class EngineActor:
     def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
         self.host.configure_gc(start_collector)
 
-    def start(self, storage_url: str, workflow_id: str, graph: Graph | None) -> int:
-        return self.host.start(storage_url, workflow_id, graph)
+    def start(
+        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+    ) -> int:
+        return self.host.start(storage_url, workflow_id, graph, context)
 
     async def result(self, number: int) -> Any:
         return await asyncio.wrap_future(self.host.claim(number))
@@ -289,23 +302,27 @@ class RayEngineHost:
         self._wait_until_available()
         ray.get(self.actor.configure_gc.remote(start_collector))
 
-    def run_async(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+    def run_async(
+        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+    ) -> Any:
+        """Start the workflow in the engine actor; ``context`` (the caller's trace context, say)
+        goes with it, as a step's goes to its worker."""
         import ray
 
         self._wait_until_available()
         try:
             # Started inside the engine actor before this returns: the driver may exit right away.
-            number = ray.get(self.actor.start.remote(storage_url, workflow_id, graph))
+            number = ray.get(self.actor.start.remote(storage_url, workflow_id, graph, dict(context)))
         except ray.exceptions.RayTaskError as error:
             raise error.cause if isinstance(error.cause, Exception) else error from None
         return self.actor.result.remote(number)
 
-    def run(self, storage_url: str, workflow_id: str, graph: Graph | None) -> Any:
+    def run(self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]) -> Any:
         import ray
 
         for attempt in range(ENGINE_RESTARTS_FOLLOWED + 1):
             try:
-                return ray.get(self.run_async(storage_url, workflow_id, graph))
+                return ray.get(self.run_async(storage_url, workflow_id, graph, context))
             except ray.exceptions.RayActorError:
                 # The engine actor died with the workflow in it. It restarts (max_restarts=-1);
                 # running the workflow there again resumes it from its checkpoints (or returns

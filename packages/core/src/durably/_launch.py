@@ -14,6 +14,7 @@ from durably._durations import Duration, optional_duration
 from durably._graph import flatten
 from durably._ids import generate_workflow_id, validate_workflow_id
 from durably._inspect import workflow_store
+from durably._plugins import propagation_context
 from durably._snapshots import capture, check_runtime_env
 from durably._step import Workflow
 
@@ -80,7 +81,7 @@ def run(
     """
     cfg = _config.current()
     workflow_id, graph = prepare(node, workflow_id, metadata, retention, runtime_env, snapshot)
-    return cfg.host.run(cfg.storage_url, workflow_id, graph)
+    return cfg.host.run(cfg.storage_url, workflow_id, graph, propagation_context(None))
 
 
 def run_async(
@@ -93,4 +94,4 @@ def run_async(
     """Start the workflow and return a ray.ObjectRef of its output (a Future with the local executor)."""
     cfg = _config.current()
     workflow_id, graph = prepare(node, workflow_id, metadata, retention, runtime_env)
-    return cfg.host.run_async(cfg.storage_url, workflow_id, graph)
+    return cfg.host.run_async(cfg.storage_url, workflow_id, graph, propagation_context(None))

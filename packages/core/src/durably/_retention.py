@@ -11,6 +11,9 @@ deletes what has expired:
   leaves either the whole workflow or an invisible remainder, and the next run finishes any
   deletion a killed collector left behind.
 
+It ends by rebuilding the status index (``_status_index.rebuild``): a collection already reads
+every workflow, and this removes the stale hints readers left and restores any that went missing.
+
 Event mailboxes live under their workflow and go with it. Virtual actors have no end; the
 collector deletes those idle (no committed call) for longer than ``actors_idle``, when given.
 """
@@ -28,6 +31,7 @@ from durably._errors import WorkflowNotFoundError, WorkflowRunningError
 from durably._lease import Lease
 from durably._resolve import open_storage
 from durably._status import WorkflowStatus
+from durably._status_index import RebuildReport, rebuild
 from durably._store import WorkflowStore, list_deleting_ids, list_workflow_ids
 from durably.actors._store import ActorStore, list_actor_ids, list_deleting_actor_ids
 from durably.storage import Storage
@@ -50,6 +54,8 @@ class GcReport:
     #: Virtual actors deleted for being idle.
     actors: tuple[str, ...]
     dry_run: bool = False
+    #: What the status index rebuild at the end changed (None on a dry run).
+    index: RebuildReport | None = None
 
 
 def expiry(meta: dict[str, Any], record: dict[str, Any] | None, older_than: float | None) -> float | None:
@@ -151,6 +157,7 @@ def collect_garbage(
             collector.collect(workflow_id)
     actors = _collect_actors(storage, collector.now, actors_idle, dry_run) if actors_idle is not None else []
     return GcReport(
+        index=None if dry_run else rebuild(storage),
         deleted=tuple(collector.deleted),
         finished=tuple(finished),
         skipped=tuple(collector.skipped),

@@ -6,6 +6,10 @@ store with ``open_workflow_store(url, id)``.
 
 ```
 index/<workflow_id>                         one small marker per workflow (cheap list_all)
+statusindex/by/<STATUS>/<workflow_id>       a hint: this workflow may have this recorded status (empty;
+                                            ``_status_index``: listing one status reads one prefix)
+statusindex/built                           every workflow of this storage is hinted (written by a
+                                            rebuild, or by the first create in an empty storage)
 workflows/<id>/meta                         user metadata, creation time, step count, retention (created
                                             once; plain JSON)
 workflows/<id>/graph                        the step table of the top-level graph (meta: its outline)
@@ -36,9 +40,20 @@ deleting/<workflow_id>                      a deletion in progress; whoever find
 ```
 
 Deleting a workflow writes ``deleting/<id>``, then removes ``meta`` (from then on the workflow
-does not exist for any reader), then everything else, the index entry and the marker last: a
-deletion cut short leaves an invisible remainder that the next gc finishes, never half a workflow
-that looks valid.
+does not exist for any reader), then everything else, its status hints, the index entry and the
+marker last: a deletion cut short leaves an invisible remainder that the next gc finishes, never
+half a workflow that looks valid.
+
+The status hints are a superset of the truth: the hint of a workflow's recorded status (the
+newest epoch's ``statuses`` record; RUNNING while it has none) exists whenever the workflow does,
+because every writer puts the hint *before* the record it describes (``create`` before ``meta``,
+``save_status`` before ``statuses/<epoch>``) and checks it is still there after. Extra hints (a
+writer stopped between its hint and its record, a status since left) are allowed: readers verify
+every hint against the authoritative record and remove a stale one by ``drop_status_hint``, which
+deletes, reads the record again and puts the hint back if a racing writer has just recorded that
+status. The one way a hint can go missing is a process killed between that delete and its re-read
+while another writer records that very status; ``durably index rebuild`` and ``durably gc``
+restore it. See ``_status_index`` for the readers.
 
 The JSON meta of records is what management (``durably.inspect``, the CLI, the UI) reads; it never
 unpickles a payload. A graph's outline is ``[[step_id, name, [dependency ids]], ...]``.
@@ -72,6 +87,7 @@ from durably._errors import (
 from durably._graph import Graph
 from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_object_ref
 from durably._resolve import open_storage
+from durably._status import WorkflowStatus
 from durably.codecs import CodecStorage
 from durably.storage import KeyNotFound, Storage, TransientStorageError, create_once, retry_transient
 
@@ -262,6 +278,10 @@ class WorkflowStore:
         payload = _codec.dumps(Graph(graph.steps, graph.output))
         graph_record = _codec.encode_record(RecordKind.GRAPH, {"outline": graph_outline(graph)}, payload)
         created = self._create(self.key("graph"), graph_record)
+        new = not self.exists()
+        if new:  # the hint first: a workflow that exists is always hinted (RUNNING: no record yet)
+            mark_new_storage_indexed(self.storage)
+            self.put_status_hint(_RECORDLESS_STATUS)
         meta = {
             "user_metadata": metadata,
             "created_at": time.time(),
@@ -270,6 +290,8 @@ class WorkflowStore:
             "retention": retention,
         }
         self._create(self.key("meta"), encode_plain_record(meta))
+        if new:
+            self.ensure_status_hint(_RECORDLESS_STATUS)
         self._create(f"index/{self.workflow_id}", b"")
         return created
 
@@ -317,6 +339,10 @@ class WorkflowStore:
         A driver that lost its lease writes under its old epoch, so it cannot hide the status of
         the driver that took over. A failure is stored as text, its exception (pickled) beside it.
         """
+        status = str(status)
+        previous = self.recorded_status()
+        if previous != status:  # before the record: whoever reads the record finds its hint
+            self.put_status_hint(status)
         error = details.pop("error", None)
         fields = {"status": status, "updated_at": time.time(), "epoch": epoch, **details}
         if error is not None:
@@ -331,6 +357,43 @@ class WorkflowStore:
         for older in self._listed_ids("statuses"):
             if older < f"{epoch:010d}":
                 self.storage.delete_prefix(self.key("statuses", older))
+        if previous is not None and previous != status:
+            self.drop_status_hint(previous)
+        self.ensure_status_hint(status)
+
+    # -- status hints (``_status_index``) ------------------------------------------------------
+    def recorded_status(self) -> str | None:
+        """The status the records say (RUNNING while there is no status record); None: no workflow.
+
+        Not the status a reader believes (a RUNNING one whose driver died is RESUMABLE): hints
+        are kept by recorded status, which changes only when a record is written.
+        """
+        record = self.load_status_meta()
+        if record is not None:
+            return str(record.get("status", _RECORDLESS_STATUS))
+        return _RECORDLESS_STATUS if self.exists() else None
+
+    def put_status_hint(self, status: str) -> None:
+        """Say that this workflow may have ``status`` (before the record saying so is written)."""
+        self._put(status_hint_key(status, self.workflow_id), b"")
+
+    def ensure_status_hint(self, status: str) -> None:
+        """Put the hint again if a racing ``drop_status_hint`` removed it (a read when it is there)."""
+        if not self.storage.exists(status_hint_key(status, self.workflow_id)):
+            self.put_status_hint(status)
+
+    def drop_status_hint(self, status: str) -> bool:
+        """Remove a hint found stale; put it back if the workflow has that status by now (False).
+
+        The re-read after the delete is what makes removal safe against a writer that put this
+        hint and then recorded the status while we looked (its own check may have run before our
+        delete).
+        """
+        self.storage.delete_prefix(status_hint_key(status, self.workflow_id))
+        if self.recorded_status() == status:
+            self.put_status_hint(status)
+            return False
+        return True
 
     def load_status_meta(self) -> dict[str, Any] | None:
         """The newest epoch's status record as plain data, or None when there is none; never unpickles."""
@@ -604,6 +667,8 @@ class WorkflowStore:
     def finish_delete(self) -> None:
         """Remove every remaining record of a workflow whose deletion began; the marker goes last."""
         self.storage.delete_prefix(self.prefix)
+        for status in HINTED_STATUSES:
+            self.storage.delete_prefix(status_hint_key(status, self.workflow_id))
         self.storage.delete_prefix(f"index/{self.workflow_id}")
         self.storage.delete_prefix(f"deleting/{self.workflow_id}")
 
@@ -698,6 +763,52 @@ def restore_object_ref(storage_url: str, workflow_id: str, content_hash: str) ->
     if _restore_task is None:
         _restore_task = ray.remote(num_cpus=0)(load_object)
     return _restore_task.remote(storage_url, workflow_id, content_hash)
+
+
+#: Where the status hints are, and the marker saying every workflow of the storage is hinted.
+STATUS_HINTS = "statusindex/by"
+STATUS_INDEX_BUILT = "statusindex/built"
+#: The recorded status of a workflow that has no status record yet (as ``_inspect.believed_status``).
+_RECORDLESS_STATUS = WorkflowStatus.RUNNING.value
+#: Every status a hint can name (RESUMABLE is never recorded: a reader derives it from RUNNING).
+HINTED_STATUSES = tuple(status.value for status in WorkflowStatus if status != WorkflowStatus.RESUMABLE)
+
+
+def status_hint_key(status: str, workflow_id: str) -> str:
+    """The hint that ``workflow_id`` may have the recorded ``status``."""
+    return f"{STATUS_HINTS}/{status}/{workflow_id}"
+
+
+def list_status_hint_ids(storage: Storage, status: str) -> list[str]:
+    """Ids of the workflows hinted with ``status``, sorted (one listing of one prefix)."""
+    start = len(STATUS_HINTS) + len(status) + 2
+    return [key[start:] for key in storage.list(f"{STATUS_HINTS}/{status}")]
+
+
+def status_index_built(storage: Storage) -> bool:
+    """Whether every workflow of the storage is hinted (else readers must read every status)."""
+    return storage.exists(STATUS_INDEX_BUILT)
+
+
+def mark_status_index_built(storage: Storage) -> None:
+    retry_transient(lambda: storage.put(STATUS_INDEX_BUILT, b""), is_transient=is_transient_write_error)
+
+
+#: Storage URLs this process found indexed (or made so), so creating a workflow checks once.
+_indexed_storages: set[str] = set()
+
+
+def mark_new_storage_indexed(storage: Storage) -> None:
+    """Mark the index built when the storage holds no workflow yet: all to come are hinted.
+
+    A storage with workflows and no marker was written by a version before the index; it needs
+    ``durably index rebuild``, and is read by full scans until then. Checked once per process.
+    """
+    if storage.url in _indexed_storages:
+        return
+    if not status_index_built(storage) and next(iter(storage.list("index")), None) is None:
+        mark_status_index_built(storage)
+    _indexed_storages.add(storage.url)
 
 
 def list_deleting_ids(storage: Storage) -> list[str]:

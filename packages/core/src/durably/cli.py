@@ -211,6 +211,7 @@ def cli() -> None:
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Workflows per page."
 )
 @click.option("--after", help="Continue after this cursor (printed under a full page).")
+@click.option("--counts", is_flag=True, help="Also print how many workflows have each status.")
 @json_option
 def list_command(
     storage: str,
@@ -220,10 +221,19 @@ def list_command(
     prefix: str | None,
     limit: int,
     after: str | None,
+    counts: bool,
     as_json: bool,
 ) -> None:
     """List workflows, newest id first, one page at a time."""
-    page = _inspector(storage).list_workflows(
+    inspector = _inspector(storage)
+    if (statuses or counts) and not inspector.status_index_built():
+        click.echo(
+            "note: this storage's status index is not built, so every workflow's status is read; "
+            "run `durably index rebuild` once to make status filters and counts fast",
+            err=True,
+        )
+    by_status = dict(inspector.count_by_status()) if counts else None
+    page = inspector.list_workflows(
         status=[status.upper() for status in statuses] or None,
         prefix=prefix,
         since=_parse_time(since, "--since"),
@@ -232,9 +242,14 @@ def list_command(
         after=after,
     )
     if as_json:
-        _print_json({"workflows": _plain(page.items), "next_cursor": page.next_cursor})
+        found: dict[str, Any] = {"workflows": _plain(page.items), "next_cursor": page.next_cursor}
+        if by_status is not None:
+            found["counts"] = by_status
+        _print_json(found)
         return
     console = _console()
+    if by_status is not None:
+        console.print("  ".join(f"{_status_text(name)} {number}" for name, number in by_status.items()))
     if page.items:
         table, needed = _workflow_table(page.items, console.width)
         # Wider than the terminal only when the ids alone are: the terminal wraps the line, no
@@ -554,6 +569,29 @@ def gc(
     for workflow_id, why in report.skipped:
         click.echo(f"kept {workflow_id}: {why}")
     click.echo(f"{verb} {len(report.deleted) + len(report.finished)} workflows, {len(report.actors)} actors")
+
+
+@cli.group()
+def index() -> None:
+    """The status index that makes `list --status` and status counts fast."""
+
+
+@index.command("rebuild")
+@storage_option
+@json_option
+def index_rebuild(storage: str, as_json: bool) -> None:
+    """Make the status index true for every workflow (reads every status; safe while workflows run).
+
+    Needed once on a storage written by a version before the index; gc also does it.
+    """
+    report = _inspector(storage).rebuild_status_index()
+    if as_json:
+        _print_json(_plain(report))
+        return
+    click.echo(
+        f"status index rebuilt: {report.workflows} workflows read, "
+        f"{report.added} hints added, {report.removed} stale hints removed"
+    )
 
 
 @cli.group()

@@ -44,8 +44,14 @@ def durably_codecs() -> Mapping[str, Callable[[], Codec]]:
 
 
 @hookspec
-def durably_workflow_started(workflow_id: str, metadata: Mapping[str, Any]) -> None:
-    """Called in the driving process when a workflow starts or resumes running."""
+def durably_workflow_started(
+    workflow_id: str, metadata: Mapping[str, Any], context: Mapping[str, str]
+) -> None:
+    """Called in the driving process when a workflow starts or resumes running.
+
+    ``context`` is what ``durably_propagation_context`` returned where the run was asked for
+    (``run``, ``run_async``, ``resume``), which may be another process than the driving one.
+    """
 
 
 @hookspec

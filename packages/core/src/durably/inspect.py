@@ -6,8 +6,12 @@ actor's state). Everything it returns is frozen plain data. Actions (resume, can
 send_event) go through ``durably.workflow``.
 
 Cost: listing is one listing of the workflow index plus a few small reads per workflow returned
-(done in parallel), whatever the number of workflows stored; a filter on status or time reads
-the workflows it skips too, until the page is full. ``count_by_status`` reads every workflow.
+(done in parallel), whatever the number of workflows stored. A status filter lists only the
+workflows hinted with that status (``durably._status_index``) and verifies each one it returns
+against its status record; ``count_by_status`` is one listing per status plus reads of the
+RUNNING ones. A filter on time reads the workflows it skips, until the page is full. On a storage
+whose status index was never built (written by an older version: ``durably index rebuild``),
+status filters and counts read every workflow's status instead.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from durably._inspect import believed_status
 from durably._resolve import normalize_storage_url, open_storage
 from durably._retention import FINAL_STATUSES, expiry
 from durably._status import WorkflowStatus
-from durably._store import WorkflowStore, list_workflow_ids
+from durably._status_index import RebuildReport, drop_stale, hinted_candidates, rebuild
+from durably._status_index import count as count_from_index
+from durably._store import WorkflowStore, list_workflow_ids, status_index_built
 from durably.actors._store import ActorStore, list_actor_ids
 from durably.codecs import checks_signatures
 
@@ -192,7 +198,12 @@ class Inspector:
         wanted = _statuses(status)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
-        ids = list_workflow_ids(self.storage)
+        hints: dict[str, set[str]] = {}
+        if wanted is not None and self.status_index_built():
+            hints = hinted_candidates(self.storage, wanted)
+            ids = sorted(hints)
+        else:
+            ids = list_workflow_ids(self.storage)
         end = len(ids) if after is None else bisect.bisect_left(ids, after)
         start = 0
         if prefix:
@@ -205,7 +216,10 @@ class Inspector:
             while position < len(candidates) and len(found) < limit:
                 batch = candidates[position : position + max(limit - len(found), _READ_THREADS)]
                 position += len(batch)
-                for summary in pool.map(self._summary_or_none, batch):
+                for workflow_id, summary in zip(batch, pool.map(self._summary_or_none, batch), strict=True):
+                    if workflow_id in hints:  # verified now: a stale hint goes
+                        believed = None if summary is None else summary.status
+                        drop_stale(self._store(workflow_id), hints[workflow_id], believed)
                     if summary is None or (wanted is not None and summary.status not in wanted):
                         continue
                     if since is not None and (summary.created is None or summary.created < since):
@@ -218,8 +232,27 @@ class Inspector:
         more = len(found) == limit and found[-1].workflow_id != candidates[-1]
         return Page(tuple(found), found[-1].workflow_id if more else None)
 
+    def status_index_built(self) -> bool:
+        """Whether status filters and counts use the status index (see :meth:`rebuild_status_index`)."""
+        return status_index_built(self.storage)
+
+    def rebuild_status_index(self) -> RebuildReport:
+        """Make the status index true for every workflow and mark it built (reads every status).
+
+        Needed once for a storage written by a version before the index; safe while workflows run.
+        """
+        return rebuild(self.storage)
+
     def count_by_status(self) -> Mapping[str, int]:
-        """How many workflows have each status (reads every workflow's status)."""
+        """How many workflows have each status.
+
+        From the status index when it is built: one listing per status, and the status records of
+        the RUNNING ones (RUNNING or RESUMABLE is a matter of their lease) and of any workflow
+        with more than one hint (a status change cut short). Otherwise every workflow's status is
+        read.
+        """
+        if self.status_index_built():
+            return count_from_index(self.storage, self._status_or_none)
         counts = {status.value: 0 for status in WorkflowStatus}
         with concurrent.futures.ThreadPoolExecutor(_READ_THREADS) as pool:
             for found in pool.map(self._status_or_none, list_workflow_ids(self.storage)):

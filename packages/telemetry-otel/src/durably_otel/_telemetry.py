@@ -72,8 +72,12 @@ class Telemetry:
         self._calls = threading.local()
 
     # -- workflows (in the driving process) -------------------------------------------------------
-    def workflow_started(self, workflow_id: str) -> None:
-        span = self.tracer.start_span(names.WORKFLOW_SPAN, attributes={names.WORKFLOW_ID: workflow_id})
+    def workflow_started(self, workflow_id: str, context: Mapping[str, str]) -> None:
+        """``context``: the trace context carried from where the run was asked for (with Ray, the
+        application's process; the engine actor drives the run), so the span is its caller's child."""
+        span = self.tracer.start_span(
+            names.WORKFLOW_SPAN, context=_parent(context), attributes={names.WORKFLOW_ID: workflow_id}
+        )
         with self._lock:
             previous = self._workflows.pop(workflow_id, None)
             self._workflows[workflow_id] = span

@@ -33,10 +33,10 @@ def _never_raises(hook: F) -> F:
 
 @hookimpl
 @_never_raises
-def durably_workflow_started(workflow_id: str) -> None:
+def durably_workflow_started(workflow_id: str, context: Mapping[str, str]) -> None:
     telemetry = current()
     if telemetry is not None:
-        telemetry.workflow_started(workflow_id)
+        telemetry.workflow_started(workflow_id, context)
 
 
 @hookimpl

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 from durably.inspect import Inspector
 
-#: How old the counts may be (seconds). Counting reads every workflow's status: with 100,000
+#: How old the counts may be (seconds). Counting lists the status index (and reads every status on a
+#: storage whose index was never built: ``durably index rebuild``): with 100,000
 #: workflows, live-refreshing pages must share one count rather than each start their own.
 MAX_AGE = 10.0
 
