@@ -181,8 +181,7 @@ def _faults(session: nox.Session, arguments: list[str]) -> None:
 def ray_compat(session: nox.Session) -> None:
     """Ray's own workflow test files (tests/ray-compat/, imports changed to durably) on real Ray.
 
-    Runs once, on the primary Python. Not in the default set until durably passes it
-    (tests/ray-compat/FAILURES.md lists what is left).
+    Runs once, on the primary Python; prints a per-file table (tests/ray-compat/README.md).
     """
     _install(session, "core")
     session.install("filelock")

@@ -112,6 +112,16 @@ CONTENDERS = (
         ("--executor", "local", "--otel"),
         is_durably=True,
     ),
+    # The same ray executor with its workflows spread over two engine actors (DURABLY_ENGINES=2;
+    # durably[ray] has one on this one-node cluster): what a second engine process buys or costs.
+    Contender(
+        "durably[ray+2engines]",
+        "impl_durably.py",
+        frozenset({"many", "latency"}),
+        ("--executor", "ray"),
+        is_durably=True,
+        env=(("DURABLY_ENGINES", "2"),),
+    ),
     Contender(
         PREDECESSOR,
         "impl_ray_workflow.py",

@@ -203,6 +203,25 @@ def test_state_is_kept_through_the_class_getstate_and_setstate(wf: Any, storage_
     assert len(stored) == 3
 
 
+@workflow.virtual_actor
+class RefusesNegative:
+    def __init__(self, start: int) -> None:
+        if start < 0:
+            raise ValueError("start must be >= 0")
+        self.count = start
+
+    @workflow.virtual_actor.readonly
+    def value(self) -> int:
+        return self.count
+
+
+def test_get_or_create_raises_the_constructors_error_and_a_later_one_can_create_the_actor(wf: Any) -> None:
+    with pytest.raises(wf.ActorMethodError) as raised:
+        RefusesNegative.get_or_create("refuses", -1)
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert RefusesNegative.get_or_create("refuses", 5).value.run() == 5
+
+
 def test_a_failing_call_leaves_the_state_as_it_was_and_names_the_actor_and_method(wf: Any) -> None:
     counter = Counter.get_or_create("c", 7)
     with pytest.raises(wf.ActorMethodError) as raised:

@@ -93,3 +93,8 @@ def test_steps_run_on_a_second_node_joined_with_ray_start(ray_cluster: Any, tmp_
         assert second != first
     finally:
         node.stop()
+        # The default count of engines is one per alive node: later tests must not count this one.
+        deadline = time.monotonic() + 300
+        while len([entry for entry in ray.nodes() if entry["Alive"]]) > 1:
+            assert time.monotonic() < deadline, "the second node is still alive after it stopped"
+            time.sleep(0.5)

@@ -156,6 +156,23 @@ def test_killed_ray_worker_without_retries_fails_the_workflow(
     assert workflow.get_status("worker-died") == workflow.WorkflowStatus.FAILED
 
 
+@workflow.step(max_retries=3, retry_delay=0.01)
+def crash_twice_then_raise(counter_dir: str) -> str:
+    record_run(counter_dir, "attempt")
+    if count_runs(Path(counter_dir), "attempt") <= 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise ValueError("still failing")
+
+
+def test_worker_crashes_and_exceptions_share_one_max_retries_budget(
+    ray_cluster: Any, storage_url: str, counter_dir: Path
+) -> None:
+    workflow.init(storage=storage_url, executor="ray")
+    with pytest.raises(workflow.WorkflowExecutionError, match="still failing"):
+        crash_twice_then_raise.step(str(counter_dir)).run()
+    assert count_runs(counter_dir, "attempt") == 4  # max_retries=3: four attempts in all, of either kind
+
+
 @workflow.step(max_retries=0)
 def needs_gate(counter_dir: str, value: int) -> int:
     if not Path(counter_dir, "open").exists():

@@ -107,6 +107,18 @@ def test_named_dynamic_steps_can_be_read_once_they_ran(wf: Any) -> None:
     assert wf.get_output("named", name="the_third") == 101
 
 
+@workflow.step
+def countdown(index: int) -> Any:
+    if index == 0:
+        return 42
+    return countdown.options(name=f"left_{index - 1}").step(index - 1)
+
+
+def test_a_named_dynamic_step_that_returned_a_continuation_reads_as_its_final_value(wf: Any) -> None:
+    countdown.options(name="left_3").step(3).run(workflow_id="countdown")
+    assert [wf.get_output("countdown", name=f"left_{index}") for index in range(4)] == [42] * 4
+
+
 def test_output_of_a_step_that_returned_a_continuation_is_its_final_value(wf: Any) -> None:
     nested.step(2).run(workflow_id="resolved")
     assert wf.get_output("resolved", name="nested") == 3

@@ -7,9 +7,11 @@ and deselects the tests listed in not_applicable.txt (printing each with its rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,61 @@ NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
 #: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
 #: machine more logical CPUs only add worker processes, so they share one 4-CPU cluster, and so do
 #: the tests that ask for nothing. A test that asks for exactly 1 or 2 CPUs (it checks that a task
-#: waits for CPUs) gets a cluster of exactly that size. Fewer clusters: starting one is the slow,
-#: fragile part on a loaded machine.
+#: waits for CPUs) runs on the same cluster with a ballast actor holding the other CPUs, so exactly
+#: the CPUs it asked for are free. One cluster for the session: starting one is the slow, fragile
+#: part on a loaded machine (minutes at a load of 20), a ballast actor costs one worker process.
 DEFAULT_NUM_CPUS = 4
 EXACT_NUM_CPUS = (1, 2)
+BALLAST_NAME = "ray-compat-ballast"
+BALLAST_NAMESPACE = "ray-compat"
 #: ray.init() keywords that Ray's tests pass to the fixtures and that a `ray start` node can honour.
 CLUSTER_KEYWORDS = {"num_cpus", "resources"}
+
+
+class _Ballast:
+    """Holds CPUs of the cluster (a detached actor, so it outlives a test's ray.shutdown())."""
+
+    def __init__(self) -> None:
+        self.cpus = 0
+
+    def hold(self, cpus: int) -> None:
+        import ray
+
+        if cpus == self.cpus:
+            return
+        self.release()
+        if cpus:
+
+            class CpuHolder:  # defined here, so it is pickled by value: workers cannot import conftest
+                def ready(self) -> bool:
+                    return True
+
+            holder = ray.remote(num_cpus=cpus)(CpuHolder).options(
+                name=BALLAST_NAME, namespace=BALLAST_NAMESPACE, lifetime="detached"
+            )
+            ray.get(holder.remote().ready.remote())  # placed: its CPUs are taken
+            self.cpus = cpus
+
+    def release(self) -> None:
+        import ray
+
+        if self.cpus and ray.is_initialized():
+            with contextlib.suppress(ValueError):  # already gone with its cluster
+                ray.kill(ray.get_actor(BALLAST_NAME, namespace=BALLAST_NAMESPACE))
+            # ray.kill returns at once; the CPUs are free once the actor is gone.
+            while _ballast_alive():
+                time.sleep(0.05)
+        self.cpus = 0
+
+
+def _ballast_alive() -> bool:
+    import ray
+
+    try:
+        ray.get_actor(BALLAST_NAME, namespace=BALLAST_NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 class _ClusterPool:
@@ -41,7 +92,8 @@ class _ClusterPool:
 
     def __init__(self) -> None:
         self._cluster: RayCluster | None = None
-        self._key: tuple[int, str] | None = None
+        self._key: tuple[int, str, int] | None = None
+        self._ballast = _Ballast()
 
     def connect(self, params: dict[str, Any]) -> RayCluster:
         import ray
@@ -53,23 +105,25 @@ class _ClusterPool:
                 f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
             )
         key = self.key_of(params)
-        if key != self._key:
+        if self._key is None or key[:2] != self._key[:2]:  # the ballast alone changes without a restart
             ray.shutdown()
             self.stop()
             self._start(num_cpus=key[0], resources=key[1])
-            self._key = key
+        self._key = key
         assert self._cluster is not None
         if not ray.is_initialized():
             ray.init(address=self._cluster.address, log_to_driver=False)
+        self._ballast.hold(key[2])
         return self._cluster
 
     @staticmethod
-    def key_of(params: dict[str, Any]) -> tuple[int, str]:
-        """The cluster a test's ray.init() keywords get: (CPUs, resources as JSON)."""
+    def key_of(params: dict[str, Any]) -> tuple[int, str, int]:
+        """What a test's ray.init() keywords get: (cluster CPUs, resources as JSON, CPUs held back)."""
         asked = int(params.get("num_cpus", DEFAULT_NUM_CPUS))
         return (
-            asked if asked in EXACT_NUM_CPUS else DEFAULT_NUM_CPUS,
+            DEFAULT_NUM_CPUS,
             json.dumps(params.get("resources", {}), sort_keys=True),
+            DEFAULT_NUM_CPUS - asked if asked in EXACT_NUM_CPUS else 0,
         )
 
     def _start(self, num_cpus: int, resources: str, attempts: int = 10) -> None:
@@ -90,6 +144,7 @@ class _ClusterPool:
         return self.connect({}).address
 
     def stop(self) -> None:
+        self._ballast.cpus = 0  # it goes with its cluster
         if self._cluster is not None:
             self._cluster.stop()
         self._cluster, self._key = None, None
@@ -272,7 +327,7 @@ CLUSTER_FIXTURES = (
 )
 
 
-def _cluster_key(item: pytest.Item) -> tuple[int, str]:
+def _cluster_key(item: pytest.Item) -> tuple[int, str, int]:
     params = getattr(getattr(item, "callspec", None), "params", {})
     for name in CLUSTER_FIXTURES:
         if isinstance(params.get(name), dict):

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,15 +28,66 @@ def _ray_command() -> str:
 LOOPBACK_IP = "127.0.0.2"
 
 
-def _agent_ports() -> list[str]:
-    """Fixed ports for a node's agents: left to Ray, the raylet waits for the agents to write
-    their chosen ports to files, and on a loaded machine it gives up before they do."""
+def _agent_ports() -> dict[str, int]:
+    """Fixed ports for a node's agents, by the name of the file Ray's raylet reads each from."""
+    return {
+        "metrics_export_port": free_port(),
+        "metrics_agent_port": free_port(),  # the dashboard agent's gRPC port
+        "dashboard_agent_listen_port": free_port(),
+        "runtime_env_agent_port": free_port(),
+    }
+
+
+def _agent_flags(ports: dict[str, int]) -> list[str]:
     return [
-        f"--metrics-export-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={ports['metrics_export_port']}",
+        f"--dashboard-agent-grpc-port={ports['metrics_agent_port']}",
+        f"--dashboard-agent-listen-port={ports['dashboard_agent_listen_port']}",
+        f"--runtime-env-agent-port={ports['runtime_env_agent_port']}",
     ]
+
+
+def _raylet_of(temp_dir: Path) -> tuple[str, Path] | None:
+    """(node id, session dir) of a raylet whose session is under ``temp_dir``, from /proc."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            arguments = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not arguments or not arguments[0].endswith(b"raylet"):
+            continue
+        options = dict(
+            argument.decode(errors="replace")[2:].split("=", 1)
+            for argument in arguments
+            if argument.startswith(b"--") and b"=" in argument
+        )
+        session = options.get("session_dir", "")
+        if session.startswith(f"{temp_dir}/") and "node_id" in options:
+            return options["node_id"], Path(session)
+    return None
+
+
+def _announce_agent_ports(temp_dir: Path, ports: dict[str, int], stop: threading.Event) -> None:
+    """Write the agents' port files for the raylet, as the agents themselves will.
+
+    Ray's raylet waits 15 s (fixed) for each agent to write its port to a file, and crashes
+    the node if one is late; on a loaded 2-core machine a Python agent often needs longer to
+    start. The ports are fixed here, so the files can be written before the agents start.
+    """
+    while not stop.is_set():
+        found = _raylet_of(temp_dir) if sys.platform == "linux" else None
+        if found is not None:
+            node_id, session = found
+            for name, port in ports.items():
+                target = session / f"{name}_{node_id}"
+                if name != "metrics_export_port" and not target.exists():
+                    partial = session / f".{name}_{node_id}.tmp"
+                    partial.write_text(str(port))
+                    partial.replace(target)  # the raylet never reads a half-written file
+            return
+        stop.wait(0.1)
 
 
 class RayCluster:
@@ -76,6 +128,7 @@ class RayCluster:
         if not self.token_path.exists():
             self.token_path.write_text(secrets.token_hex(32))
         self.nodes: list[ServerProcess] = []
+        self._announcers_stop = threading.Event()
         self._start_node(
             "ray-head",
             [
@@ -87,11 +140,12 @@ class RayCluster:
                 *dashboard_options,
                 f"--temp-dir={self.temp_dir}",
                 "--disable-usage-stats",
-                *_agent_ports(),
             ],
         )
 
     def _start_node(self, name: str, arguments: list[str]) -> ServerProcess:
+        ports = _agent_ports()
+        arguments = [*arguments, *_agent_flags(ports)]
         log = self.temp_dir / f"{name}-{len(self.nodes)}.log"
         node = ServerProcess(
             name,
@@ -100,6 +154,13 @@ class RayCluster:
             env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env(), **self.node_env},
         )
         self.nodes.append(node)
+        if len(self.nodes) == 1:  # a worker node's raylet shares the head's temp dir: head only
+            threading.Thread(
+                target=_announce_agent_ports,
+                args=(self.temp_dir, ports, self._announcers_stop),
+                name=f"ray-ports-{name}",
+                daemon=True,
+            ).start()
         return node
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -126,11 +187,33 @@ class RayCluster:
                 f"--num-cpus={num_cpus}",
                 f"--resources={resources}",
                 "--disable-usage-stats",
-                *_agent_ports(),
             ],
         )
 
+    def join_node(
+        self, num_cpus: int = 1, resources: str = "{}", attempts: int = 3, timeout: float = 300.0
+    ) -> ServerProcess:
+        """``add_node``, then wait until the cluster counts it alive; a node whose `ray start` gave
+        up (its raylet timed out at startup on a loaded machine) is replaced, up to ``attempts``."""
+        import ray
+
+        def alive() -> int:
+            return sum(1 for node in ray.nodes() if node["Alive"])
+
+        before = alive()
+        for attempt in range(1, attempts + 1):
+            node = self.add_node(num_cpus=num_cpus, resources=resources)
+            try:
+                node.wait_until(lambda: alive() > before, timeout=timeout, what="alive in the cluster")
+                return node
+            except RuntimeError:
+                node.stop()
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
     def stop(self) -> None:
+        self._announcers_stop.set()
         for node in reversed(self.nodes):
             node.stop()
         shutil.rmtree(self.temp_dir, ignore_errors=True)

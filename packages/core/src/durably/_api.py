@@ -16,7 +16,7 @@ from durably._errors import (
     WorkflowNotFoundError,
     WorkflowRunningError,
 )
-from durably._hosts import EngineHost, RayEngineHost
+from durably._hosts import EngineHost, RayEngineHost, check_engines
 from durably._inspect import (
     existing_store,
     find_step,
@@ -56,6 +56,7 @@ def init(
     codecs: Sequence[str] | None = None,
     allow_unsigned_legacy: bool | None = None,
     runtime_env: dict[str, Any] | None = None,
+    engines: int | None = None,
 ) -> None:
     """Choose where workflows are stored and where their steps run.
 
@@ -84,6 +85,10 @@ def init(
     the folders hold by then. ``run(..., runtime_env=...)`` overrides it per workflow and
     ``resume(..., runtime_env="current")`` upgrades one on purpose. Needs the ray executor
     (packages/core/docs/code-snapshots.md).
+
+    ``engines`` is how many detached engine actors drive the cluster's workflows with the ray
+    executor, each workflow in the one its id hashes to; without it, ``DURABLY_ENGINES``, else
+    one per alive node of the cluster, at most 8 (packages/core/docs/engines.md).
     """
     default_retention = optional_duration(retention, "retention")
     interval = optional_duration(gc_interval, "gc_interval")
@@ -105,7 +110,13 @@ def init(
             "or leave it out for $DURABLY_STORAGE or ~/.durably/storage"
         )
     code = check_runtime_env(runtime_env)
+    engine_count = check_engines(engines)
     chosen = open_executor(executor)
+    if engines is not None and not chosen.has_cluster_host:
+        raise ValueError(
+            f"engines is the number of Ray engine actors; the {executor!r} executor drives workflows "
+            f"in this process's threads: drop engines, or use executor='ray'"
+        )
     if chosen.has_cluster_host:
         _refuse_ray_client(ray_address)
     if code is not None and not getattr(chosen, "supports_runtime_env", False):
@@ -121,9 +132,9 @@ def init(
     if chosen.has_cluster_host:
         _ensure_ray(ray_address)
     open_storage(url)  # fail now, with the package to install, not at the first step
-    # An executor with a cluster-wide host runs engines in the cluster's detached engine actor
-    # (which opens its own executor there); otherwise engines run in threads of this process.
-    host: Any = RayEngineHost(executor) if chosen.has_cluster_host else EngineHost(chosen)
+    # An executor with a cluster-wide host runs engines in the cluster's detached engine actors
+    # (which open their own executor there); otherwise engines run in threads of this process.
+    host: Any = RayEngineHost(executor, engine_count) if chosen.has_cluster_host else EngineHost(chosen)
     host.configure(max_running_workflows, max_pending_workflows)
     start_collector = functools.partial(PeriodicCollector, url, interval) if interval is not None else None
     host.configure_gc(start_collector)
@@ -147,6 +158,7 @@ def init(
                 "retention": retention,
                 "gc_interval": gc_interval,
                 "runtime_env": code,
+                "engines": engines,
             },
             connection=_ray_connection() if chosen.has_cluster_host else None,
             retention=default_retention,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from durably._graph import Graph, StepSpec
@@ -24,10 +25,11 @@ from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
 from durably._snapshots import CodeSnapshot
 from durably._store import StoredOutput, WorkflowStore, loadable_error
+from durably._wait import RemainingStep
 from durably.executors import Executor
 from durably.storage import StorageError
 
-NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING = range(6)
+NEW, EXPANDING, SUBMITTED, DONE, FORWARD, CATCHING, WAITING = range(7)
 #: How many in-flight steps one wait watches; beyond that the watched window rotates.
 WAIT_WINDOW = 64
 CANCEL_CHECK_SECONDS = 0.5
@@ -103,6 +105,8 @@ class WorkflowEngine:
         # likely will again, so their consumers are held back until the outcome is known.
         self.continuing: set[str] = set()
         self.running: set[str] = set()
+        #: ``workflow.wait`` steps waiting for their inputs, with their deadlines (monotonic).
+        self.waits: dict[str, float | None] = {}
         #: The steps whose uncaught failure ends this run (the one that failed, and the consumer
         #: whose outcome reported it).
         self.failed_steps: set[str] = set()
@@ -181,7 +185,7 @@ class WorkflowEngine:
         """The step whose outcome this output waits on: a catching step, or a running step
         that will likely return a continuation (no usable handle until that one resolves)."""
         node = self._target(step_id)
-        if node.state == CATCHING:
+        if node.state in (CATCHING, WAITING):
             return str(node.spec.step_id)
         if node.state == EXPANDING:
             return self.blocked_by.get(node.spec.step_id)
@@ -216,6 +220,12 @@ class WorkflowEngine:
                 self._mark_done(node, StoredOutput(current))
             elif state == NEW and current in self.finished_continuations:
                 self._forward(node, self.store.load_continuation(current))
+            elif state == NEW and node.spec.wait is not None:
+                stack.pop()
+                self._start_wait(node)
+                stack.extend(reversed(node.spec.dependencies))
+            elif state == WAITING:
+                stack.pop()
             else:
                 node.state = EXPANDING
                 self._expand(stack, node)
@@ -281,6 +291,55 @@ class WorkflowEngine:
         self.inflight[info] = node.spec.step_id
         self.watch.append(info)
         self.running.add(node.spec.step_id)
+
+    # -- workflow.wait ------------------------------------------------------------------------
+    def _start_wait(self, node: _Node) -> None:
+        assert node.spec.wait is not None
+        node.state = WAITING
+        timeout = node.spec.wait.timeout
+        self.waits[node.spec.step_id] = None if timeout is None else time.monotonic() + timeout
+
+    def _check_waits(self) -> None:
+        """Resolve the wait steps whose inputs are ready enough, or whose timeout passed."""
+        for step_id, deadline in list(self.waits.items()):
+            node = self.nodes[step_id]
+            assert node.spec.wait is not None
+            inputs = node.spec.dependencies
+            ready = [dependency for dependency in inputs if self._target(dependency).state == DONE]
+            enough = len(ready) >= node.spec.wait.num_returns
+            if enough or (deadline is not None and time.monotonic() >= deadline):
+                del self.waits[step_id]
+                self._finish_wait(node, set(ready))
+
+    def _finish_wait(self, node: _Node, ready: set[str]) -> None:
+        """Checkpoint (ready values in input order, futures of the others) once, then wake consumers."""
+        inputs = node.spec.dependencies
+        values = [self._load(self._target(dependency)) for dependency in inputs if dependency in ready]
+        remaining = [
+            RemainingStep(self._specs_up_to(dependency)) for dependency in inputs if dependency not in ready
+        ]
+        # False: an earlier driver recorded this wait's outcome first; consumers load that one.
+        self.store.save_step_output(node.spec.step_id, (values, remaining), {"name": node.spec.name})
+        self._mark_done(node, StoredOutput(node.spec.step_id))
+        self._wake(node.spec.step_id)
+
+    def _specs_up_to(self, step_id: str) -> list[StepSpec]:
+        """The spec of ``step_id`` last, those of every step it depends on before it (dependencies first)."""
+        order: list[StepSpec] = []
+        placed: set[str] = set()
+        stack: list[tuple[str, bool]] = [(step_id, False)]
+        while stack:
+            current, expanded = stack.pop()
+            if current in placed:
+                continue
+            spec = self.nodes[current].spec
+            if expanded:
+                placed.add(current)
+                order.append(replace(spec, object_refs=[]))  # live refs are stored as object_hashes
+                continue
+            stack.append((current, True))
+            stack.extend((dependency, False) for dependency in reversed(spec.dependencies))
+        return order
 
     # -- events -------------------------------------------------------------------------------
     def _on_finished(self, info: Any) -> None:
@@ -374,13 +433,18 @@ class WorkflowEngine:
         next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         try:
             while True:
+                if self.waits:
+                    self._check_waits()
                 target = self._target(self.tail)
                 if target.state == DONE:
                     return target.spec.step_id, self._value_of(target)
                 if not self.inflight:
-                    raise AssertionError(
-                        f"workflow engine stalled: output step {self.tail!r} cannot be produced"
-                    )
+                    if all(deadline is None for deadline in self.waits.values()):
+                        raise AssertionError(
+                            f"workflow engine stalled: output step {self.tail!r} cannot be produced"
+                        )
+                    time.sleep(CANCEL_CHECK_SECONDS)  # only a wait step's timeout can move it on
+                    continue
                 window = self._next_window()
                 watching_all = len(window) == len(self.inflight)
                 timeout = CANCEL_CHECK_SECONDS if watching_all else ROTATE_SECONDS

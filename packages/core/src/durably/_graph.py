@@ -8,6 +8,7 @@ from typing import Any
 
 from durably._options import StepOptions
 from durably._step import Workflow
+from durably._wait import RemainingStep, WaitFunction, WaitOptions
 
 
 @dataclass
@@ -27,6 +28,8 @@ class StepSpec:
     object_refs: list[Any] = field(default_factory=list)
     #: ... and the content hashes their values were stored under (``("objref-arg", i)`` ids).
     object_hashes: list[str] = field(default_factory=list)
+    #: A ``workflow.wait`` step (1.x): the engine resolves it from its inputs, no worker runs it.
+    wait: WaitOptions | None = None
 
 
 @dataclass
@@ -70,6 +73,9 @@ def _unique_ids(nodes: list[Workflow[Any]], parent_step_id: str | None) -> list[
     ids: list[str] = []
     seen: dict[str, int] = {}
     for position, node in enumerate(nodes):
+        if isinstance(node, RemainingStep):
+            ids.append(node.step_id)  # the step workflow.wait watched keeps its id
+            continue
         name = node.function.default_name
         if parent_step_id is None:
             count = seen.get(name, 0)
@@ -86,11 +92,23 @@ def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
     if not isinstance(root, Workflow):
         raise TypeError(f"expected a step future (the result of f.step(...)), got {type(root).__name__}")
     nodes = _topological_order(root)
+    if parent_step_id is None and any(isinstance(node, RemainingStep) for node in nodes):
+        raise TypeError(
+            "a step future that workflow.wait left running can only be passed to steps of the "
+            "workflow that ran the wait, not to a new workflow"
+        )
     ids = _unique_ids(nodes, parent_step_id)
     id_of = {id(node): step_id for node, step_id in zip(nodes, ids, strict=True)}
     functions: dict[str, bytes] = {}
     steps: list[StepSpec] = []
+    listed: set[str] = set()
     for node, step_id in zip(nodes, ids, strict=True):
+        if isinstance(node, RemainingStep):
+            # Its function is stored already: the graph that first held the step stored it.
+            steps.extend(spec for spec in node.specs if spec.step_id not in listed)
+            listed.update(spec.step_id for spec in node.specs)
+            continue
+        listed.add(step_id)
         pickled = node.function.pickled()
         functions.setdefault(pickled.key, pickled.data)
         steps.append(
@@ -104,6 +122,7 @@ def flatten(root: Workflow[Any], parent_step_id: str | None = None) -> Graph:
                 named=node.step_options.name is not None,
                 object_refs=list(node.object_refs),
                 event=node.function.is_event_step,
+                wait=node.function.wait_options if isinstance(node.function, WaitFunction) else None,
             )
         )
     return Graph(steps=steps, output=ids[-1], functions=functions)

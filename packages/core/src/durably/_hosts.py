@@ -1,13 +1,17 @@
-"""Where engines run: threads of this process (``local``) or a detached Ray actor (``ray``).
+"""Where engines run: threads of this process (``local``) or detached Ray engine actors (``ray``).
 
-The Ray host is one detached actor per cluster, so a workflow started with ``run_async`` goes
-on after the driver that started it exits.
+The Ray host drives a cluster's workflows in a few detached engine actors (shards), each
+workflow in the one its id hashes to, so a workflow started with ``run_async`` goes on after
+the driver that started it exits, and no one Python process bounds the cluster's throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,12 +26,62 @@ from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
 
+#: The first engine actor's name (the only one with a single engine, as before shards existed);
+#: engine ``i > 0`` is ``durably-engine-<i>``.
 ENGINE_ACTOR_NAME = "durably-engine"
 ENGINE_NAMESPACE = "durably"
+_ENGINE_NAME = re.compile(rf"{re.escape(ENGINE_ACTOR_NAME)}(-[1-9][0-9]*)?")
+#: How many engine actors drive workflows when neither ``init(engines=)`` nor this variable says.
+ENGINES_ENV = "DURABLY_ENGINES"
+#: The default is one engine per alive node of the cluster, at most this many.
+DEFAULT_MAX_ENGINES = 8
 #: Results of workflows started by drivers that never asked for them are kept this long (count).
 KEEP_UNCLAIMED_RESULTS = 10_000
 #: How many deaths of the engine actor a waiting ``run`` follows (resuming each time) before it gives up.
 ENGINE_RESTARTS_FOLLOWED = 8
+
+
+def check_engines(engines: int | None) -> int | None:
+    """The number of engine actors asked for: ``engines``, else ``DURABLY_ENGINES``; None for the default.
+
+    Raises a clear error for anything but a whole number of at least 1.
+    """
+    source = "engines"
+    if engines is None:
+        text = os.environ.get(ENGINES_ENV, "").strip()
+        if not text:
+            return None
+        source = f"{ENGINES_ENV}={text!r}"
+        try:
+            engines = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{source} is not a whole number: set it to the number of engine actors (1 or more), "
+                "or unset it for one per node"
+            ) from None
+    elif not isinstance(engines, int) or isinstance(engines, bool):
+        raise TypeError(f"engines must be a positive int (or None for one per node), got {engines!r}")
+    if engines < 1:
+        raise ValueError(
+            f"{source if source != 'engines' else f'engines={engines!r}'} must be at least 1 "
+            "(the number of engine actors; None or unset for one per node)"
+        )
+    return engines
+
+
+def shard_of(workflow_id: str, engines: int) -> int:
+    """The engine (0 to ``engines - 1``) that drives ``workflow_id``.
+
+    A hash that every process and Python version computes alike (Python's ``hash`` of a str is
+    salted per process), so every driver with the same count sends a workflow to the same engine.
+    """
+    digest = hashlib.blake2b(workflow_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % engines
+
+
+def engine_actor_name(index: int) -> str:
+    """The name of engine ``index`` (the first keeps the name of the single engine of old)."""
+    return ENGINE_ACTOR_NAME if index == 0 else f"{ENGINE_ACTOR_NAME}-{index}"
 
 
 def _may_queue(store: WorkflowStore) -> bool:
@@ -254,52 +308,63 @@ class EngineActor:
 
 
 class RayEngineHost:
-    """A handle on the cluster's detached engine actor (created on first use).
+    """A handle on the cluster's detached engine actors (created on first use), one per shard.
 
-    For executors with ``has_cluster_host``; the actor runs engines with the executor ``executor_name``.
+    For executors with ``has_cluster_host``; the actors run engines with the executor
+    ``executor_name``. A workflow goes to engine ``shard_of(id, engines)``; with queue limits
+    (``max_running_workflows``, ``max_pending_workflows``) every workflow goes to the first
+    engine, whose one queue keeps the limits cluster-wide and the order of submission.
+    Cancelling and asking what runs reach every engine actor of the cluster, whatever count the
+    driver that started a workflow had.
     """
 
-    def __init__(self, executor_name: str) -> None:
+    def __init__(self, executor_name: str, engines: int | None = None) -> None:
         import ray
 
+        nodes = _alive_nodes()
+        self.engines = engines if engines is not None else max(1, min(len(nodes), DEFAULT_MAX_ENGINES))
+        self.limited = False
         # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
         # how many calls may wait at once; no thread each).
         actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EngineActor)  # type: ignore[call-overload]
-        self.actor = actor_class.options(  # type: ignore[attr-defined]
-            name=ENGINE_ACTOR_NAME,
-            namespace=ENGINE_NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-        ).remote(executor_name)
+        self.actors: list[Any] = [
+            actor_class.options(  # type: ignore[attr-defined]
+                name=engine_actor_name(index),
+                namespace=ENGINE_NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                max_restarts=-1,
+                **_placement(nodes, index),
+            ).remote(executor_name)
+            for index in range(self.engines)
+        ]
 
-    def _wait_until_available(self, timeout: float = 120.0) -> None:
-        """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""
-        import ray
+    @property
+    def actor(self) -> Any:
+        """The first engine actor (the one that runs gc and, with queue limits, every workflow)."""
+        return self.actors[0]
 
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                ray.get(self.actor.ping.remote(), timeout=timeout)
-                return
-            except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    def actor_for(self, workflow_id: str) -> Any:
+        """The engine actor this host sends ``workflow_id`` to."""
+        return self.actors[0 if self.limited else shard_of(workflow_id, self.engines)]
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         import ray
 
-        self._wait_until_available()
-        ray.get(self.actor.configure.remote(max_running, max_pending))
+        # Every engine gets the limits (the last init's apply, as with one engine); this host then
+        # sends everything to the first engine while limits are set (``actor_for``).
+        for actor in self.actors:
+            _wait_until_available(actor)
+        ray.get([actor.configure.remote(max_running, max_pending) for actor in self.actors])
+        self.limited = max_running is not None or max_pending is not None
 
     def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
-        """Run gc periodically in the cluster's engine actor, which outlives this driver."""
+        """Run gc periodically in the first engine actor, which outlives this driver."""
         import ray
 
         if start_collector is None:
             return  # another driver may have asked the shared engine actor for gc: leave it
-        self._wait_until_available()
+        _wait_until_available(self.actor)
         ray.get(self.actor.configure_gc.remote(start_collector))
 
     def run_async(
@@ -309,13 +374,14 @@ class RayEngineHost:
         goes with it, as a step's goes to its worker."""
         import ray
 
-        self._wait_until_available()
+        actor = self.actor_for(workflow_id)
+        _wait_until_available(actor)
         try:
             # Started inside the engine actor before this returns: the driver may exit right away.
-            number = ray.get(self.actor.start.remote(storage_url, workflow_id, graph, dict(context)))
+            number = ray.get(actor.start.remote(storage_url, workflow_id, graph, dict(context)))
         except ray.exceptions.RayTaskError as error:
             raise error.cause if isinstance(error.cause, Exception) else error from None
-        return self.actor.result.remote(number)
+        return actor.result.remote(number)
 
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]) -> Any:
         import ray
@@ -337,13 +403,77 @@ class RayEngineHost:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
-        import ray
-
-        self._wait_until_available()
-        return bool(ray.get(self.actor.cancel.remote(storage_url, workflow_id)))
+        """Signal the workflow in whichever engine actor runs it (another driver's count may differ)."""
+        answers = self._ask_every_engine("cancel", storage_url, workflow_id)
+        return any(bool(answer) for answer in answers)
 
     def driving(self, storage_url: str) -> frozenset[str]:
+        """The ids of ``storage_url`` that any engine actor of the cluster was asked to run and runs."""
+        answers = self._ask_every_engine("driving", storage_url)
+        return frozenset().union(*answers)
+
+    def _ask_every_engine(self, method: str, *args: Any) -> list[Any]:
+        """Call ``method`` on every engine actor of the cluster, those of other counts included."""
         import ray
 
-        self._wait_until_available()
-        return frozenset(ray.get(self.actor.driving.remote(storage_url)))
+        answers = []
+        for actor in self._every_engine():
+            try:
+                _wait_until_available(actor)
+                answers.append(ray.get(getattr(actor, method).remote(*args)))
+            except ray.exceptions.ActorDiedError:
+                continue  # killed for good (ray.kill with no_restart): it runs nothing
+        return answers
+
+    def _every_engine(self) -> list[Any]:
+        """Handles on every engine actor of the cluster: this host's and any that other drivers made."""
+        import ray
+
+        known = {engine_actor_name(index): actor for index, actor in enumerate(self.actors)}
+        listed = {
+            entry["name"]
+            for entry in ray.util.list_named_actors(all_namespaces=True)
+            if entry.get("namespace") == ENGINE_NAMESPACE and _ENGINE_NAME.fullmatch(entry["name"])
+        }
+        handles = [known[name] for name in sorted(known)]
+        for name in sorted(listed - set(known)):
+            try:
+                handles.append(ray.get_actor(name, namespace=ENGINE_NAMESPACE))
+            except ValueError:
+                continue  # gone since it was listed
+        return handles
+
+
+def _alive_nodes() -> list[str]:
+    """The ids of the cluster's alive nodes, in a fixed order (every driver computes the same)."""
+    import ray
+
+    # Ray does not annotate it: name its type here rather than call it untyped.
+    list_nodes: Callable[[], list[dict[str, Any]]] = ray.nodes
+    return sorted(str(node["NodeID"]) for node in list_nodes() if node.get("Alive"))
+
+
+def _placement(nodes: list[str], index: int) -> dict[str, Any]:
+    """Where engine ``index`` starts: on node ``index`` modulo the node count, so that the
+    engines spread over the nodes; soft, so that it restarts elsewhere when its node is gone."""
+    if len(nodes) < 2:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = nodes[index % len(nodes)]
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
+
+
+def _wait_until_available(actor: Any, timeout: float = 120.0) -> None:
+    """Block while the engine actor restarts (after it crashed), so calls are not lost to it."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ray.get(actor.ping.remote(), timeout=timeout)
+            return
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

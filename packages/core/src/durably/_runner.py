@@ -182,6 +182,9 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
         graph = flatten(result, parent_step_id=spec.step_id)
         if not store.save_continuation(spec.step_id, graph, meta):
             graph = store.load_continuation(spec.step_id)  # another run of this step recorded first
+        if spec.named and task.dynamic:
+            # get_output(task_id=name) follows the continuation from the step it names.
+            store.save_step_name(spec.name, spec.step_id)
         hook().durably_step_continued(
             workflow_id=task.workflow_id,
             step_id=spec.step_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from durably import _step
+from durably import _step, _wait
 from durably._errors import WorkflowExecutionError, also_instance_of
 from durably._ids import validate_step_name
 from durably._options import build_options
@@ -21,7 +21,7 @@ from durably.workflow import *  # noqa: F403
 from durably.workflow import __all__ as _workflow_names
 from durably.workflow import resume_async
 
-__all__ = list(_workflow_names)
+__all__ = [*_workflow_names, "wait"]
 
 R = TypeVar("R")
 
@@ -74,3 +74,19 @@ def step(func: Callable[..., R] | None = None, **options: Any) -> Any:
     if func is not None:
         return StepFunction(func, built)
     return lambda inner: StepFunction(inner, built)
+
+
+def wait(
+    step_futures: list[_step.Workflow[Any]], num_returns: int = 1, timeout: float | None = None
+) -> Workflow[tuple[list[Any], list[_step.Workflow[Any]]]]:
+    """A step future of ``(ready, remaining)``: the values of the first ``num_returns`` futures to
+    finish (all that finished by then if ``timeout`` seconds passed first), in the order of
+    ``step_futures``, and futures of the others.
+
+    The remaining futures name the same steps, which go on running: pass them to later steps of
+    the same workflow (or to ``wait`` again) and each consumes that step's one output. The
+    outcome is checkpointed once, so every consumer, and a resumed workflow, sees the same split;
+    ``timeout`` counts from when the wait step starts waiting in this run.
+    """
+    futures = _wait.check_wait_arguments(step_futures, num_returns, timeout)
+    return Workflow(_wait.WaitFunction(_wait.WaitOptions(num_returns, timeout)), tuple(futures), {})
