@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import pytest
-
-from durably import workflow
-from durably._errors import WorkflowError
+from durably import _codec, workflow
 from durably.actors._commit import ActorCore
-from durably.actors._store import COMPACT_EVERY, KEEP, ActorStore, CallRecord
+from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord
 from durably.actors._target import Target
 from durably.storage import TransientStorageError
 
@@ -46,16 +44,20 @@ class _Stalls(ActorStore):
 
 
 CALLS_WHILE_STALLED = KEEP + COMPACT_EVERY - 1  # enough for a compaction to remove the writer's base and slot
+#: More commits than a record's ancestry reaches back, and several compactions.
+LONG_STALL = ANCESTRY + 2 * COMPACT_EVERY
 
 
-def _stalled_writer(tmp_path: Path, after: bool) -> tuple[ActorCore, ActorCore, Target]:
+def _stalled_writer(
+    tmp_path: Path, after: bool, calls: int = CALLS_WHILE_STALLED
+) -> tuple[ActorCore, ActorCore, Target]:
     storage_url = str(tmp_path / "storage")
     workflow.init(storage=storage_url, executor="local")
     Tally.get_or_create("tally")
     target = Target(storage_url, "local", "tally")
     others = ActorCore(storage_url, "tally")
     stalled = ActorCore(storage_url, "tally")
-    stalled.store = _Stalls(stalled.store, others, target, CALLS_WHILE_STALLED, after)
+    stalled.store = _Stalls(stalled.store, others, target, calls, after)
     return stalled, others, target
 
 
@@ -75,7 +77,45 @@ def test_a_writer_whose_slot_was_compacted_before_it_wrote_applies_its_call_on_t
     assert others.apply(target, "incr", (), {}, "last") == CALLS_WHILE_STALLED + 2
 
 
-def test_a_call_id_retried_after_its_record_was_compacted_is_refused_not_applied_again(
+def test_a_writer_that_stalls_past_many_compactions_after_committing_does_not_apply_its_call_again(
+    tmp_path: Path,
+) -> None:
+    stalled, others, target = _stalled_writer(tmp_path, after=True, calls=LONG_STALL)
+    assert stalled.apply(target, "incr", (), {}, "stalled-call") == 1
+    assert others.apply(target, "incr", (), {}, "last") == LONG_STALL + 2
+
+
+def test_a_writer_whose_slot_was_compacted_long_before_it_wrote_applies_its_call_once_on_the_new_head(
+    tmp_path: Path,
+) -> None:
+    # The fault suite's actor seed 0: a slow write landed more than ANCESTRY commits late; the
+    # writer gave up with its stale record left in the log, and its restarted caller took that
+    # record for the call's commit (the counter was 398 after 400 calls).
+    stalled, others, target = _stalled_writer(tmp_path, after=False, calls=LONG_STALL)
+    assert stalled.apply(target, "incr", (), {}, "stalled-call") == LONG_STALL + 1
+    restarted = ActorCore(stalled.store.storage.url, "tally")
+    assert restarted.apply(target, "incr", (), {}, "stalled-call") == LONG_STALL + 1
+    assert others.apply(target, "incr", (), {}, "last") == LONG_STALL + 2
+
+
+def test_a_stale_record_left_below_the_log_does_not_answer_its_call(tmp_path: Path) -> None:
+    # A writer killed after writing into a compacted slot, before deleting its write.
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    core = ActorCore(storage_url, "tally")
+    for number in range(LONG_STALL):
+        core.apply(target, "incr", (), {}, f"call-{number}")
+    _, head = core.sync()
+    assert not core.store.has(1)
+    stale = dataclasses.replace(head, seq=1, call_id="killed-writer", result=_codec.dumps(-1))
+    assert core.store.append(stale)
+    restarted = ActorCore(storage_url, "tally")  # the killed writer's caller, retrying its call
+    assert restarted.apply(target, "incr", (), {}, "killed-writer") == LONG_STALL + 1
+
+
+def test_a_call_id_retried_long_after_its_record_was_compacted_gets_its_result_and_is_not_applied_again(
     tmp_path: Path,
 ) -> None:
     storage_url = str(tmp_path / "storage")
@@ -84,12 +124,11 @@ def test_a_call_id_retried_after_its_record_was_compacted_is_refused_not_applied
     target = Target(storage_url, "local", "tally")
     core = ActorCore(storage_url, "tally")
     core.apply(target, "incr", (), {}, "early")
-    for number in range(KEEP + COMPACT_EVERY):
+    for number in range(LONG_STALL):
         core.apply(target, "incr", (), {}, f"later-{number}")
-    restarted = ActorCore(storage_url, "tally")  # a caller process that restarted and retries
-    with pytest.raises(WorkflowError, match=r"'early'.*compacted away"):
-        restarted.apply(target, "incr", (), {}, "early")
-    assert restarted.apply(target, "incr", (), {}, "last") == KEEP + COMPACT_EVERY + 2
+    restarted = ActorCore(storage_url, "tally")  # a caller process that restarted slowly and retries
+    assert restarted.apply(target, "incr", (), {}, "early") == 1
+    assert restarted.apply(target, "incr", (), {}, "last") == LONG_STALL + 2
 
 
 class _LosesFirstAnswer(ActorStore):

@@ -69,6 +69,7 @@ import errno
 import hashlib
 import json
 import pickle
+import secrets
 import time
 import traceback
 from collections.abc import Iterator
@@ -88,7 +89,7 @@ from durably._objects import OBJECT_ID, decode_object, is_object_ref, save_objec
 from durably._resolve import open_storage
 from durably._status import WorkflowStatus
 from durably.codecs import CodecStorage
-from durably.storage import KeyNotFound, Storage, TransientStorageError, retry_transient
+from durably.storage import KeyNotFound, Storage, TransientStorageError, create_once, retry_transient
 
 #: errno values of a write that may pass when tried again (a full or flaky disk, an interrupted call).
 _TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EAGAIN, errno.EINTR, errno.EDQUOT})
@@ -187,17 +188,18 @@ class WorkflowStore:
     # -- record helpers -----------------------------------------------------------------------
     def _put(self, key: str, data: bytes) -> None:
         """Write a checkpoint, retrying transient storage errors (bounded, with backoff)."""
-        retry_transient(lambda: self.storage.put(key, data), is_transient=is_transient_write_error)
+        retry_transient(
+            lambda: self.storage.put(key, data),
+            is_transient=is_transient_write_error,
+            what=f"write of {key!r}",
+        )
 
     def _create(self, key: str, data: bytes) -> bool:
-        """Create a checkpoint once, retrying transient errors; False when it already existed.
+        """Create a record once, retrying transient errors; False when another call created it.
 
-        A retried create whose first answer was lost finds its own record: False, and the caller
-        uses the stored value, which is the same.
+        A retried create whose first answer was lost recognises its own record (``create_once``).
         """
-        return retry_transient(
-            lambda: self.storage.put_if_absent(key, data), is_transient=is_transient_write_error
-        )
+        return create_once(self.storage, key, data, is_transient=is_transient_write_error)
 
     def _read(self, key: str, kind: int | None = None) -> tuple[dict[str, Any], memoryview]:
         data = self.storage.get(key)
@@ -217,7 +219,11 @@ class WorkflowStore:
         pieces = _codec.record_parts(kind, meta, parts)
         storage = self.storage
         if isinstance(storage, CodecStorage):
-            retry_transient(lambda: storage.put_parts(key, pieces), is_transient=is_transient_write_error)
+            retry_transient(
+                lambda: storage.put_parts(key, pieces),
+                is_transient=is_transient_write_error,
+                what=f"write of {key!r}",
+            )
         else:
             self._put(key, b"".join(pieces))
 
@@ -617,12 +623,14 @@ class WorkflowStore:
 
     def add_message(self, key: str, payload: Any) -> int:
         """Append an external event under ``key``; returns its number (distinct for concurrent senders)."""
-        meta = {"key": key, "sent_at": time.time()}
+        # The token makes this message's record its own: after a lost answer the sender finds it
+        # instead of storing the message a second time under the next number.
+        meta = {"key": key, "sent_at": time.time(), "token": secrets.token_hex(16)}
         record = _codec.encode_record(RecordKind.MESSAGE, meta, _codec.dumps(payload))
         numbers = self.message_numbers(key)
         number = numbers[-1] + 1 if numbers else 0
         mailbox = self._mailbox(key)
-        while not self.storage.put_if_absent(self.key("mailbox", mailbox, f"{number:012d}"), record):
+        while not self._create(self.key("mailbox", mailbox, f"{number:012d}"), record):
             number += 1
         return number
 
@@ -634,7 +642,7 @@ class WorkflowStore:
     def claim_message(self, key: str, number: int, step_id: str) -> bool:
         """Make ``step_id`` the one receiver of a message; True if it is (now, or from before a crash)."""
         claim = self.key("claims", self._mailbox(key), f"{number:012d}")
-        if self.storage.put_if_absent(claim, _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})):
+        if self._create(claim, _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})):
             return True
         return bool(self._read(claim, RecordKind.POINTER)[0]["step_id"] == step_id)
 

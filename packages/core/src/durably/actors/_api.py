@@ -58,13 +58,14 @@ class ActorMethod:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Apply the call durably and return its result (a read-only method reads the latest state)."""
         call_id = self.call_id or new_call_id()
-        return call(self.handle.target, self.name, args, kwargs, call_id, self.readonly)
+        retryable = self.call_id is not None  # a generated id is never sent again after this call
+        return call(self.handle.target, self.name, args, kwargs, call_id, self.readonly, retryable)
 
     def run_async(self, *args: Any, **kwargs: Any) -> ray.ObjectRef[Any] | concurrent.futures.Future[Any]:
         """Start the call; a ``ray.ObjectRef`` of its result (a Future with the local executor)."""
         call_id = self.call_id or new_call_id()
         handle: ray.ObjectRef[Any] | concurrent.futures.Future[Any] = call_async(
-            self.handle.target, self.name, args, kwargs, call_id, self.readonly
+            self.handle.target, self.name, args, kwargs, call_id, self.readonly, self.call_id is not None
         )
         return handle
 
@@ -245,7 +246,7 @@ def _run_constructor(store: ActorStore, cls: type, incarnation: str, args: Any, 
         store.delete_class()  # so a corrected class can be stored by the next attempt
         raise ActorMethodError(store.actor_id, "__init__", error) from error
     state = _codec.dumps(get_state(instance))
-    store.append(CallRecord(0, new_call_id(), "__init__", incarnation, state, _codec.dumps(None)))
+    store.append_constructed(CallRecord(0, new_call_id(), "__init__", incarnation, state, _codec.dumps(None)))
 
 
 class _VirtualActorDecorator:

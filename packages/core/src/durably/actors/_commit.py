@@ -25,7 +25,14 @@ from durably._errors import ActorMethodError, ActorNotFoundError, WorkflowError
 from durably._plugins import hook
 from durably._resolve import open_storage
 from durably.actors._class import find_method, get_state, load_class, restore
-from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord, call_mark
+from durably.actors._store import (
+    ANCESTRY,
+    COMPACT_EVERY,
+    KEEP,
+    ActorStore,
+    CallRecord,
+    call_mark,
+)
 from durably.actors._subworkflows import delete_workflows, finish_returned_steps
 from durably.actors._target import RunningCall, Target, current_call
 from durably.storage import KeyNotFound, TransientStorageError, retry_transient
@@ -64,19 +71,30 @@ class ActorCore:
             self._recent.popitem(last=False)
 
     def _recover(self) -> None:
-        """Find the head by listing the log (cold cache, or this process fell far behind)."""
+        """Find the head by listing the log (cold cache, or this process fell far behind).
+
+        Only the unbroken run under the highest record counts: a stale record that a stalled
+        writer left below it (in a slot compaction had emptied) names a call that was never
+        applied, and must not answer that call's retry.
+        """
         self._load_identity()
         self._head = None
         self._recent.clear()
-        for seq in self.store.stored_seqs():
+        found: list[CallRecord] = []
+        for seq in reversed(self.store.stored_seqs()):
             record = self.store.read(seq)
             if record is None or record.incarnation != self._incarnation:
+                if found:
+                    break  # compacted while we listed: the run ends here
                 continue
-            self._remember(record)
-            if self._head is None or record.seq > self._head.seq:
-                self._head = record
-        if self._head is None:
+            if found and not found[-1].rests_on(record):
+                break  # a stale record, or a gap: the run ends here
+            found.append(record)
+        if not found:
             raise ActorNotFoundError(self.actor_id)
+        for record in reversed(found):
+            self._remember(record)
+        self._head = found[0]
 
     def _on_foreign_record(self, record: CallRecord) -> None:
         """A record of another incarnation ahead: ours is stale, or it is a deleted one's leftover."""
@@ -126,19 +144,28 @@ class ActorCore:
             self._head = None
             self._recent.clear()
 
-    def committed_result(self, call_id: str) -> tuple[bool, Any]:
-        """(True, result) when a call with this id is among the recent commits, else (False, None)."""
+    def committed_result(self, call_id: str, retryable: bool = True) -> tuple[bool, Any]:
+        """(True, result) when a call with this id was committed, else (False, None).
+
+        Looked for among the recent commits, then, for a ``retryable`` call, among the compacted
+        calls (``calls/``), so a caller that restarts slowly while others commit many calls still
+        gets its own result. Other calls are not kept there: one storage read is saved.
+        """
         with self._lock:
             seq = self._recent.get(call_id)
-        if seq is None:
-            return False, None
-        record = self.store.read(seq)
-        if record is None or record.call_id != call_id:
+        if seq is not None:
+            record = self.store.read(seq)
+            if record is not None and record.call_id == call_id:
+                return True, _codec.loads(record.result)
+        indexed = self.store.find_call(call_id) if retryable else None
+        if indexed is not None:
+            return True, _codec.loads(indexed.result)
+        if seq is not None:
             raise WorkflowError(
                 f"call {call_id!r} of virtual actor {self.actor_id!r} was committed at seq {seq}, "
-                "but its record has been compacted away, so its result is gone"
+                "but its record has been compacted away without being indexed, so its result is gone"
             )
-        return True, _codec.loads(record.result)
+        return False, None
 
     # -- applying a call ----------------------------------------------------------------------
     def apply(
@@ -149,15 +176,21 @@ class ActorCore:
         kwargs: Any,
         call_id: str,
         context: Mapping[str, str] | None = None,
+        retryable: bool = True,
     ) -> Any:
-        """Apply a mutating call exactly once and return its result (see the module docstring)."""
-        with _observed_call(self.actor_id, method, False, context):
-            return self._apply(target, method, args, kwargs, call_id)
+        """Apply a mutating call exactly once and return its result (see the module docstring).
 
-    def _apply(self, target: Target, method: str, args: Any, kwargs: Any, call_id: str) -> Any:
+        ``retryable``: whether the call id may be sent again later (``CallRecord.retryable``).
+        """
+        with _observed_call(self.actor_id, method, False, context):
+            return self._apply(target, method, args, kwargs, call_id, retryable)
+
+    def _apply(
+        self, target: Target, method: str, args: Any, kwargs: Any, call_id: str, retryable: bool
+    ) -> Any:
         while True:
             cls, head = self.sync(verify=False)
-            found, result = self.committed_result(call_id)
+            found, result = self.committed_result(call_id, retryable)
             if found:
                 return result
             self._refuse_if_applied_long_ago(head, call_id)
@@ -180,11 +213,14 @@ class ActorCore:
                 _codec.dumps(get_state(instance)),
                 _codec.dumps(result),
                 ancestry=(call_mark(head.call_id), *head.ancestry)[:ANCESTRY],
+                retryable=retryable,
             )
             if not self._append(record):
                 continue  # another writer committed this seq: re-read the head and apply again
             if not self.store.has(head.seq) and not self._commit_stands(record):
                 # Our slot had been compacted before we wrote it: the write is stale, not a commit.
+                # Deleted at once, so no reader takes it for the call's commit (readers also skip
+                # it, should this process die first); the call is then looked for and applied anew.
                 self.store.forget(seq)
                 self.forget_cache()
                 continue
@@ -193,7 +229,7 @@ class ActorCore:
                     self._head = record
                 self._remember(record)
             if seq % COMPACT_EVERY == 0:
-                self.store.compact(seq)
+                self.store.compact(record)
             delete_workflows(self.store, subworkflows)
             return result
 
@@ -236,7 +272,8 @@ class ActorCore:
         Its base being gone means either the slot had been compacted before this write (the write is
         stale) or this writer stalled after committing while others went on and compacted (the call
         is committed: applying it again would apply it twice). The current head's ancestry tells
-        which: it names the call at every seq below it, back ``ANCESTRY`` records.
+        which: it names the call at every seq below it, back ``ANCESTRY`` records. Further back,
+        compaction has indexed the call if it was committed there (``calls/``).
         """
         self.forget_cache()
         _, head = self.sync()
@@ -245,11 +282,8 @@ class ActorCore:
         distance = head.seq - 1 - record.seq
         if 0 <= distance < len(head.ancestry):
             return head.ancestry[distance] == call_mark(record.call_id)
-        raise WorkflowError(
-            f"call {record.call_id!r} of virtual actor {self.actor_id!r} was written at seq {record.seq} "
-            f"while its writer stalled for more than {ANCESTRY} commits by others, so whether it counts is "
-            "no longer known; it is not applied again"
-        )
+        indexed = self.store.find_call(record.call_id)
+        return indexed is not None and indexed.seq == record.seq
 
     def apply_readonly(
         self, target: Target, method: str, args: Any, kwargs: Any, context: Mapping[str, str] | None = None

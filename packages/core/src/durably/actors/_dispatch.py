@@ -33,8 +33,13 @@ def is_readonly(target: Target, method: str) -> bool:
     return actor_methods(cls)[method][1]
 
 
-def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str, readonly: bool) -> Any:
-    """Start a call; a ray.ObjectRef with the ray executor, else a concurrent.futures.Future."""
+def call_async(
+    target: Target, method: str, args: Any, kwargs: Any, call_id: str, readonly: bool, retryable: bool = True
+) -> Any:
+    """Start a call; a ray.ObjectRef with the ray executor, else a concurrent.futures.Future.
+
+    ``retryable``: whether anyone may send this call id again (``CallRecord.retryable``).
+    """
     global _readonly_tasks
     core = core_for(target.storage_url, target.actor_id)
     context = propagation_context(None)
@@ -48,21 +53,30 @@ def call_async(target: Target, method: str, args: Any, kwargs: Any, call_id: str
             tasks = _readonly_tasks.options(**code) if code else _readonly_tasks
             return tasks.remote(target, method, args, kwargs, context)
         _refuse_own_mutating_call(target, method)
-        return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context)
+        return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context, retryable)
     if readonly:
         return _local_queue.pool.submit(
             contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs, context
         )
     _refuse_own_mutating_call(target, method)
     return _local_queue.queue_for(target).submit(
-        lambda: core.apply(target, method, args, kwargs, call_id, context)
+        lambda: core.apply(target, method, args, kwargs, call_id, context, retryable)
     )
 
 
 def call(
-    target: Target, method: str, args: Any, kwargs: Any, call_id: str, readonly: bool | None = None
+    target: Target,
+    method: str,
+    args: Any,
+    kwargs: Any,
+    call_id: str,
+    readonly: bool | None = None,
+    retryable: bool = True,
 ) -> Any:
-    """Apply a call and return its result; with Ray, a call lost with its host is sent again (same id)."""
+    """Apply a call and return its result; with Ray, a call lost with its host is sent again (same id).
+
+    ``retryable``: whether the caller may send this call id again later (``CallRecord.retryable``).
+    """
     if readonly is None:
         readonly = is_readonly(target, method)
     core = core_for(target.storage_url, target.actor_id)
@@ -73,7 +87,7 @@ def call(
     if not target.has_cluster_host:
         return (
             _local_queue.queue_for(target)
-            .submit(lambda: core.apply(target, method, args, kwargs, call_id, context))
+            .submit(lambda: core.apply(target, method, args, kwargs, call_id, context, retryable))
             .result()
         )
     import ray
@@ -81,7 +95,9 @@ def call(
     deadline = time.monotonic() + _RETRY_HOST_SECONDS
     while True:
         try:
-            return ray.get(_ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context))
+            return ray.get(
+                _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context, retryable)
+            )
         except ray.exceptions.RayActorError:
             # The host died (or exited idle) with the call queued or running: start a new one and
             # send the same call again; if it had committed, its call id finds the result.

@@ -38,11 +38,17 @@ class ActorHost:
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
 
     def call(
-        self, method: str, args: Any, kwargs: Any, call_id: str, context: Mapping[str, str] | None = None
+        self,
+        method: str,
+        args: Any,
+        kwargs: Any,
+        call_id: str,
+        context: Mapping[str, str] | None = None,
+        retryable: bool = True,
     ) -> Any:
         self._busy = True
         try:
-            return self.core.apply(self.target, method, args, kwargs, call_id, context)
+            return self.core.apply(self.target, method, args, kwargs, call_id, context, retryable)
         finally:
             self._busy = False
             self._last_call = time.monotonic()

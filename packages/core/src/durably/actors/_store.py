@@ -9,13 +9,20 @@ actors/<id>/runtime_env              the actor's code snapshot, captured at its 
                                      ``_snapshots``): its Ray host runs under it
 actors/<id>/log/<seq:012d>           one committed call: the state after it + its result + call id.
                                      seq 0 is the constructor; the highest seq is the current state
+actors/<id>/calls/<call id hash>     a compacted retryable call (its id given by the caller or fixed in
+                                     a step): its seq, call id and result (no state), written by
+                                     compaction before it deletes the call's log record, so the call id
+                                     retried any time later finds its result instead of re-applying
 actor-deleting/<actor_id>            a deletion in progress (unlisted first, marker removed last)
 ```
 
 A record is created with ``put_if_absent``, so two writers cannot both commit the same ``seq``.
 Every record holds the whole state, so any record is a snapshot: compaction deletes, in
 ascending order, every record more than ``KEEP`` below a record whose ``seq`` is a multiple of
-``COMPACT_EVERY``. The records left therefore always form one unbroken run ending at the head.
+``COMPACT_EVERY``. The records committed and left therefore always form one unbroken run ending
+at the head, each naming the one below it first in its ancestry. A writer that stalled can still
+create a record in a slot compaction emptied (a *stale* record, below that run); readers take
+only the run (``CallRecord.rests_on``), and compaction indexes only calls the run vouches for.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from typing import Any
 from durably import _codec
 from durably._codec import RecordKind
 from durably._errors import CheckpointCorruptedError, WorkflowError
-from durably._store import encode_plain_record, read_plain_record
-from durably.storage import KeyNotFound, Storage
+from durably._store import encode_plain_record, is_transient_write_error, read_plain_record
+from durably.storage import KeyNotFound, Storage, create_once
 
 #: Records kept below the latest compaction point (also how far back a retried call id is found).
 KEEP = 16
@@ -50,6 +57,11 @@ def call_mark(call_id: str) -> str:
     return hashlib.blake2b(call_id.encode(), digest_size=8).hexdigest()
 
 
+def _call_key_name(call_id: str) -> str:
+    """A storage-safe name for any call id (user call ids may hold any character)."""
+    return hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """One committed call, as stored under ``log/<seq>``."""
@@ -64,6 +76,19 @@ class CallRecord:
     #: ``ANCESTRY`` of them (none in older records): the history compaction would otherwise erase,
     #: by which a stalled writer tells its commit from a write into a compacted slot.
     ancestry: tuple[str, ...] = ()
+    #: Whether the call's id may be sent again (given by the caller, or fixed in a workflow step):
+    #: then compaction keeps its id and result (``calls/``). A plain ``.run()``'s generated id is
+    #: never sent again by anyone, so it is not kept, and the storage of a busy actor stays bounded.
+    retryable: bool = True
+
+    def rests_on(self, below: CallRecord) -> bool:
+        """Whether ``below`` is the record this one was applied on (the one under it in the run).
+
+        A record written before ancestry was kept names nothing, and is taken at its word.
+        """
+        if below.seq != self.seq - 1 or below.incarnation != self.incarnation:
+            return False
+        return not self.ancestry or self.ancestry[0] == call_mark(below.call_id)
 
 
 class ActorStore:
@@ -81,12 +106,16 @@ class ActorStore:
     def log_key(self, seq: int) -> str:
         return self.key("log", f"{seq:0{_SEQ_DIGITS}d}")
 
+    def _create(self, key: str, data: bytes) -> bool:
+        """Create a record once, retrying transient errors; after a lost answer its own record counts."""
+        return create_once(self.storage, key, data, is_transient=is_transient_write_error)
+
     # -- class --------------------------------------------------------------------------------
     def create_class(self, class_name: str, incarnation: str, pickled_class: bytes) -> bool:
         """Store the class of a new actor; False when one is already stored (nothing replaced)."""
         meta = {"class_name": class_name, "incarnation": incarnation, "created_at": time.time()}
         record = _codec.encode_record(RecordKind.ACTOR_CLASS, meta, pickled_class)
-        return self.storage.put_if_absent(self.key("class"), record)
+        return self._create(self.key("class"), record)
 
     def load_class_record(self) -> tuple[dict[str, Any], bytes]:
         """(meta, pickled class); raises KeyNotFound when the actor has no class stored."""
@@ -100,7 +129,7 @@ class ActorStore:
 
     def save_runtime_env(self, record: dict[str, Any]) -> bool:
         """Record the code snapshot of a new actor, once; False when one is already recorded."""
-        return self.storage.put_if_absent(self.key("runtime_env"), encode_plain_record(record))
+        return self._create(self.key("runtime_env"), encode_plain_record(record))
 
     def load_runtime_env(self) -> dict[str, Any] | None:
         """The actor's code snapshot, None for an actor created without one."""
@@ -111,7 +140,7 @@ class ActorStore:
 
     # -- index --------------------------------------------------------------------------------
     def mark_listed(self, class_name: str) -> None:
-        self.storage.put_if_absent(self.index_key, json.dumps({"class_name": class_name}).encode())
+        self._create(self.index_key, json.dumps({"class_name": class_name}).encode())
 
     def is_listed(self) -> bool:
         return self.storage.exists(self.index_key)
@@ -130,7 +159,19 @@ class ActorStore:
 
     # -- log ----------------------------------------------------------------------------------
     def append(self, record: CallRecord) -> bool:
-        """Commit ``record`` at its seq; False when another writer committed that seq first."""
+        """Commit ``record`` at its seq; False when another writer committed that seq first.
+
+        Transient errors propagate: ``_commit`` retries them, re-reading the slot and the head.
+        """
+        return self.storage.put_if_absent(self.log_key(record.seq), self._encode(record))
+
+    def append_constructed(self, record: CallRecord) -> bool:
+        """Commit the constructor's record (seq 0) as ``append`` does, retrying transient errors
+        here and recognising the record after a lost answer."""
+        return self._create(self.log_key(record.seq), self._encode(record))
+
+    @staticmethod
+    def _encode(record: CallRecord) -> bytes:
         meta = {
             "seq": record.seq,
             "call_id": record.call_id,
@@ -138,14 +179,16 @@ class ActorStore:
             "incarnation": record.incarnation,
             "state_bytes": len(record.state),
             "ancestry": list(record.ancestry),
+            "retryable": record.retryable,
             "committed_at": time.time(),
         }
-        data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
-        return self.storage.put_if_absent(self.log_key(record.seq), data)
+        return _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.state + record.result)
 
     def read(self, seq: int) -> CallRecord | None:
         """The record committed at ``seq``, or None when there is none (not yet, or compacted)."""
-        key = self.log_key(seq)
+        return self._read(self.log_key(seq))
+
+    def _read(self, key: str) -> CallRecord | None:
         try:
             data = self.storage.get(key)
         except KeyNotFound:
@@ -164,6 +207,7 @@ class ActorStore:
             state=bytes(payload[:split]),
             result=bytes(payload[split:]),
             ancestry=tuple(str(mark) for mark in meta.get("ancestry", ())),
+            retryable=bool(meta.get("retryable", True)),
         )
 
     def read_meta(self, seq: int) -> dict[str, Any] | None:
@@ -195,16 +239,51 @@ class ActorStore:
                 seqs.append(int(name))
         return sorted(seqs)
 
-    def compact(self, head: int) -> int:
-        """Delete, oldest first, every record below ``head - KEEP``; returns how many were deleted."""
-        cutoff = head - KEEP
-        deleted = 0
-        for seq in self.stored_seqs():
-            if seq >= cutoff:
-                break
+    def compact(self, head: CallRecord) -> int:
+        """Delete, oldest first, every record below ``head.seq - KEEP``; returns how many were deleted.
+
+        Each retryable call the run below ``head`` vouches for (its ancestry names it) is indexed
+        first (``find_call``), so its call id is recognised after its record is gone. A stale
+        record is deleted without being indexed.
+        """
+        cutoff = head.seq - KEEP
+        below = [seq for seq in self.stored_seqs() if seq < cutoff]
+        marks = {head.seq - 1 - distance: mark for distance, mark in enumerate(head.ancestry)}
+        vouched: dict[int, CallRecord] = {}
+        for seq in reversed(below):  # nearest first: a vouched record vouches for those below it
+            record = self.read(seq)
+            if record is None or record.incarnation != head.incarnation:
+                continue
+            if marks.get(seq) == call_mark(record.call_id):
+                vouched[seq] = record
+                for distance, mark in enumerate(record.ancestry):
+                    marks.setdefault(seq - 1 - distance, mark)
+        for seq in below:
+            if seq in vouched and vouched[seq].retryable:
+                self.index_call(vouched[seq])
             self.forget(seq)
-            deleted += 1
-        return deleted
+        return len(below)
+
+    def index_call(self, record: CallRecord) -> None:
+        """Keep a committed call's seq, id and result under ``calls/`` (once; a retry finds it there)."""
+        meta = {
+            "seq": record.seq,
+            "call_id": record.call_id,
+            "method": record.method,
+            "incarnation": record.incarnation,
+            "state_bytes": 0,
+            "committed_at": time.time(),
+        }
+        data = _codec.encode_record(RecordKind.ACTOR_CALL, meta, record.result)
+        self._create(self.call_key(record.call_id), data)
+
+    def find_call(self, call_id: str) -> CallRecord | None:
+        """The compacted call with this id (its ``state`` empty), or None when none was compacted."""
+        record = self._read(self.call_key(call_id))
+        return record if record is not None and record.call_id == call_id else None
+
+    def call_key(self, call_id: str) -> str:
+        return self.key("calls", _call_key_name(call_id))
 
     # -- everything ---------------------------------------------------------------------------
     def keys(self) -> Iterator[str]:

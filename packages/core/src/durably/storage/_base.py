@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +88,30 @@ def join_key(*parts: str) -> str:
     return "/".join(part.strip("/") for part in parts if part and part.strip("/"))
 
 
+#: How long :func:`retry_transient` keeps trying one operation in all, by default (seconds).
+#: ``DURABLY_STORAGE_RETRY_SECONDS`` overrides it. A backend whose client retries one request on
+#: its own for long (google-cloud-storage: up to 120 s) would otherwise multiply that by the
+#: attempts: a lasting fault then fails after at most this plus one attempt, not minutes later.
+RETRY_DEADLINE_SECONDS = 60.0
+RETRY_DEADLINE_ENV = "DURABLY_STORAGE_RETRY_SECONDS"
+
+
+def retry_deadline_seconds() -> float:
+    """The total retry deadline: ``DURABLY_STORAGE_RETRY_SECONDS`` if set, else ``RETRY_DEADLINE_SECONDS``."""
+    raw = os.environ.get(RETRY_DEADLINE_ENV)
+    if raw is None or not raw.strip():
+        return RETRY_DEADLINE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            f"{RETRY_DEADLINE_ENV}={raw!r} is not a positive number of seconds; unset it or give e.g. 60"
+        )
+    return seconds
+
+
 def retry_transient(
     operation: Callable[[], T],
     *,
@@ -94,14 +119,33 @@ def retry_transient(
     attempts: int = 8,
     base_delay: float = 0.05,
     max_delay: float = 5.0,
+    deadline: float | None = None,
+    what: str = "a storage operation",
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``operation`` until it succeeds, retrying transient failures with capped, jittered backoff."""
+    """Call ``operation`` until it succeeds, retrying transient failures with capped, jittered backoff.
+
+    At most ``attempts`` attempts, and none started after ``deadline`` seconds in all (default
+    :func:`retry_deadline_seconds`): then :class:`TransientStorageError` names ``what`` (say,
+    ``"put of 'workflows/w/status'"``), the attempts and the last cause. When the attempts run
+    out first, the last error itself is raised. ``clock`` and ``sleep`` are for tests.
+    """
+    limit = retry_deadline_seconds() if deadline is None else deadline
+    started = clock()
     for attempt in range(attempts):
         try:
             return operation()
         except BaseException as exc:
             if attempt == attempts - 1 or not is_transient(exc):
                 raise
-            delay = min(max_delay, base_delay * (2**attempt))
-            time.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(max_delay, base_delay * (2**attempt)) * (0.5 + random.random() / 2)
+            elapsed = clock() - started
+            if elapsed + delay > limit:
+                raise TransientStorageError(
+                    f"{what} still failed after {attempt + 1} attempt(s) in {elapsed:.1f} s, past the "
+                    f"retry deadline of {limit:g} s ({RETRY_DEADLINE_ENV}); last cause: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

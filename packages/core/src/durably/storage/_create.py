@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from durably.storage._base import KeyNotFound, TransientStorageError, retry_transient
+
+if TYPE_CHECKING:
+    from durably.storage._base import Storage
 
 T = TypeVar("T")
 
@@ -64,3 +69,33 @@ class Creation:
         gone); it is called only when an attempt may have been applied.
         """
         return self.maybe_applied and read_token() == self.token
+
+
+def create_once(
+    storage: Storage,
+    key: str,
+    data: bytes,
+    *,
+    is_transient: Callable[[BaseException], bool] = lambda exc: isinstance(exc, TransientStorageError),
+) -> bool:
+    """``put_if_absent``, retried on transient errors; True when this call created ``key``.
+
+    The retry after a lost answer is refused because the lost attempt created the key; the stored
+    bytes are then read back, and when they are ``data`` the key is this call's. Records that two
+    callers could write alike and that must be told apart carry something unique (a token, an
+    owner, an incarnation id).
+    """
+    creation = Creation()
+
+    def stored_is_ours() -> str | None:
+        try:
+            return creation.token if storage.get(key) == data else None
+        except KeyNotFound:
+            return None
+
+    def attempt() -> bool:
+        if creation.attempt(lambda: storage.put_if_absent(key, data), is_transient):
+            return True
+        return creation.created_it(stored_is_ours)
+
+    return retry_transient(attempt, is_transient=is_transient, what=f"create of {key!r}")

@@ -70,15 +70,28 @@ class FaultyStorage:
         self.inner = FileStorage(f"file://{parsed.path}")
         self.log = write_log_path(parsed.path)
         self._draws: dict[str, int] = {}
+        self._scripted: list[tuple[str, str]] = []  # (kind, key prefix), one per fault to give
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[type[FaultyStorage], tuple[str]]:
         return (FaultyStorage, (self.url,))
 
+    def inject(self, kind: str, prefix: str, *, times: int = 1) -> None:
+        """Give the next ``times`` writes of keys under ``prefix`` the fault ``kind`` (in this process),
+        whatever the probabilities draw: for tests that need one fault at one write."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._scripted.extend([(kind, prefix)] * times)
+
     def _fault(self, operation: str, key: str) -> str | None:
         """The fault this write gets, drawn from the seed, the key, and the process (so that a fault
         stays transient: the next process to write the key draws again)."""
         with self._lock:
+            for index, (scripted, prefix) in enumerate(self._scripted):
+                if key == prefix or key.startswith(f"{prefix}/"):
+                    del self._scripted[index]
+                    return scripted
             draw = self._draws.get(key, 0)
             self._draws[key] = draw + 1
         digest = hashlib.blake2b(
