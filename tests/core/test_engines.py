@@ -298,6 +298,10 @@ def test_on_two_nodes_an_engine_on_each_drives_workflows_and_one_nodes_engine_ma
     node = ray_cluster.join_node(num_cpus=1, resources='{"second_node": 1}')
     try:
         assert len(_alive_nodes()) == 2
+        # A node the head's scheduler does not know yet is infeasible for a soft affinity, which
+        # then places the engine on the head: wait until a task that needs the node ran there.
+        on_second = ray.remote(num_cpus=0, resources={"second_node": 1})(lambda: True)
+        assert ray.get(on_second.remote(), timeout=300) is True
         second_node = next(n["NodeID"] for n in _alive_nodes() if n["Resources"].get("second_node"))
         gate = str(tmp_path / "gate")
         workflow.init(storage=storage_url, executor="ray")  # the default: one engine per node
