@@ -211,6 +211,7 @@ def test_a_writer_stopped_before_removing_the_old_hint_still_lists_correctly(sto
     assert _hints(storage_url) == {("FAILED", "half")}
 
 
+@pytest.mark.needs_persistent_storage  # a child process writes, this one reads
 def test_a_process_killed_after_writing_a_status_still_lists_it_under_that_status(storage_url: str) -> None:
     storage = open_storage(storage_url)
     _stored(storage, "killed").save_status("RUNNING", epoch=1)
