@@ -64,6 +64,10 @@ SECOND_PYTHON_OF_PACKAGE = {
 #: What core runs on a secondary Python: the workflow behaviour (the set every storage backend
 #: re-runs too), on the local executor; the whole core suite runs on the primary Python.
 SECONDARY_CORE_MARKS = "workflow and not slow"
+#: What a plugin package runs on its secondary Python: all but the browser tests and the Ray Serve
+#: deployment (once, on the primary Python), and the slow tests (listings of thousands of keys),
+#: whose code is the same on every Python.
+SECONDARY_PLUGIN_MARKS = "not browser and not serve and not slow"
 #: Debian's Chromium, which the ui package's browser tests drive through Playwright.
 CHROMIUM = "/usr/bin/chromium"
 
@@ -107,8 +111,7 @@ def tests(session: nox.Session, package: str) -> None:
         # The whole suite runs on the primary Python; the others run each workflow test once,
         # on the local executor (tests that need Ray itself still start a real cluster).
         env["DURABLY_TEST_EXECUTORS"] = "local"
-        # The browser tests (and the Ray Serve deployment) run once, on the primary Python.
-        marks = ["-m", SECONDARY_CORE_MARKS if package == "core" else "not browser and not serve"]
+        marks = ["-m", SECONDARY_CORE_MARKS if package == "core" else SECONDARY_PLUGIN_MARKS]
     elif package == "ui":
         _ensure_chromium(session)
     session.run(
