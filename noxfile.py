@@ -139,9 +139,9 @@ def backends(session: nox.Session, storage: str) -> None:
     The suite runs on the local executor: the engine above the Storage protocol is the same on
     every executor, and the whole suite already runs on Ray on file storage. What Ray adds for a
     plugin is that every worker and the engine actor build the backend from its URL and write
-    through it; S3 proves that with the tests marked storage_on_ray (a dozen, on Ray: the full
-    suite on Ray cost CI 7.6 min for S3 alone). GCS's and memory's packages run their own
-    workflow contracts end to end on the local executor.
+    through it: S3 proves that with the eleven tests marked storage_on_ray, run again on Ray (the
+    whole suite on Ray cost CI 7.6 min for S3 alone); the suite's tests that need Ray itself (an
+    actor host killed mid-call, Ray task options) go through the backend from Ray on every one.
     """
     extra = {"s3": ["storage-s3"], "gcs": ["storage-gcs"]}.get(storage, [])
     _install(session, "core", *[folder for folder in extra if folder in PACKAGES])
