@@ -38,7 +38,9 @@ class RunRecord:
     run_dir: Path
     storage_root: str
     workflow_id: str
+    #: Faults that landed (found a process to hit), by kind; ``planned`` is what the plan held.
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    planned: collections.Counter[str] = field(default_factory=collections.Counter)
     drivers: int = 0
     statuses: list[str] = field(default_factory=list)
     gave_up: str | None = None
@@ -114,25 +116,29 @@ def run_plan(
     drivers = [driver("run")]
     paused: list[Paused] = []
     schedule = list(plan.schedule)
-    # The schedule counts from the first step attempt, not from the first driver's start, so a
-    # loaded machine's slow start does not make the faults miss the workflow.
-    origin: float | None = None
+    record.planned.update(plan.planned())
+    # A fault is due once enough of the workload's steps have had an attempt (nemesis.Plan), so
+    # a slow machine delays the faults with the run instead of letting the run end first. One
+    # lands per new ledger line at most (two thresholds crossed at once must not both hit the
+    # same dying driver), and one that finds nothing to hit stays due.
+    landed_at = -1
     finished = False
     while True:
         elapsed = time.monotonic() - started
-        if origin is None and ledger.read(run_dir / "ledger"):
-            origin = time.monotonic()
+        lines = ledger.read(run_dir / "ledger")
         # While a driver is paused the schedule holds, so the racer is not hit before it takes over.
-        while (
-            origin is not None
-            and not paused
+        if (
+            not paused
             and not finished
             and schedule
-            and schedule[0][0] <= time.monotonic() - origin
+            and schedule[0][0] <= workload.attempted(lines)
+            and len(lines) > landed_at
         ):
-            _, action = schedule.pop(0)
+            action = schedule[0][1]
             if _inject(action, drivers, paused, run_dir, cluster, driver):
+                schedule.pop(0)
                 record.faults[action] += 1
+                landed_at = len(lines)
         for pause in list(paused):
             if pause.racer_took_over(run_dir) or time.monotonic() > pause.deadline:
                 nemesis.send(pause.driver.pid, signal.SIGCONT)
@@ -226,6 +232,7 @@ def run_actor_plan(
 
     running = {name: caller(name) for name in names}
     kills = list(plan.kills)
+    record.planned["kill-caller"] = len(kills)
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
