@@ -78,17 +78,19 @@ def _progress(rng: random.Random, actions: list[str]) -> list[tuple[int, str]]:
 
 @dataclass
 class ActorPlan:
-    """The virtual-actor scenario: slow and failing writes, and callers killed at random moments."""
+    """The virtual-actor scenario: slow and failing writes, and callers killed at points of progress."""
 
     seed: int
     storage_faults: dict[str, float]
-    kills: list[float]
+    #: How many calls (of all callers) have their answer when each kill is due, ascending.
+    kills: list[int]
 
     @classmethod
-    def from_seed(cls, seed: int) -> ActorPlan:
+    def from_seed(cls, seed: int, calls: int) -> ActorPlan:
+        """The plan of a run of ``calls`` calls in all; every kill is due before the last answer."""
         rng = random.Random(seed)
         faults = {"before": 0.01, "after": 0.01, "slow": round(rng.uniform(0.01, 0.03), 4)}
-        return cls(seed, faults, sorted(round(rng.uniform(1.0, 30.0), 2) for _ in range(rng.randint(2, 4))))
+        return cls(seed, faults, sorted(rng.sample(range(1, calls - 1), k=rng.randint(2, 4))))
 
 
 def descendants(root: int) -> set[int]:

@@ -216,8 +216,8 @@ def run_actor_plan(
     *,
     budget_seconds: float = 600.0,
 ) -> RunRecord:
-    """Run ``callers`` caller processes of ``calls`` calls each, killing them on the plan's schedule and
-    starting a killed caller again, until every call has its answer."""
+    """Run ``callers`` caller processes of ``calls`` calls each, killing them at the plan's points of
+    progress and starting a killed caller again, until every call has its answer."""
     run_dir.mkdir(parents=True, exist_ok=True)
     root = str(run_dir / "storage")
     url = faulty_url(root, seed=plan.seed, **plan.storage_faults)
@@ -236,14 +236,15 @@ def run_actor_plan(
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
-        if kills and kills[0] <= elapsed:
-            kills.pop(0)
-            live = [process for process in running.values() if process.poll() is None]
-            if live and nemesis.send(live[int(elapsed * 1000) % len(live)].pid, signal.SIGKILL):
-                record.faults["kill-caller"] += 1
         answered = collections.Counter(
             line["caller"] for line in ledger.read(run_dir / "callers") if line.get("event") == "output"
         )
+        # A kill is due once that many calls have their answer; one with no live caller stays due.
+        if kills and kills[0] <= answered.total():
+            live = [process for process in running.values() if process.poll() is None]
+            if live and nemesis.send(live[kills[0] % len(live)].pid, signal.SIGKILL):
+                kills.pop(0)
+                record.faults["kill-caller"] += 1
         if all(answered[name] >= calls for name in names):
             break
         if elapsed > budget_seconds:
