@@ -167,8 +167,9 @@ def backends(session: nox.Session, storage: str) -> None:
 
 
 FAULTS_KIT = ROOT / "tests" / "faults" / "kit"
-#: The full fault session: 60 workload runs (about 120 kills, 20 runs with storage faults) and 3
-#: actor runs. Override with posargs, e.g. `nox -s faults -- --seed 7` to replay one run.
+#: The full fault session: 60 workload runs (109 kills planned at points of workload progress, so
+#: they land however loaded the machine is; 20 runs with storage faults) and 3 actor runs (7 kills).
+#: Override with posargs, e.g. `nox -s faults -- --seed 7` to replay one run.
 FAULTS_FULL = ["--faults-runs", "60", "--faults-actor-runs", "3"]
 
 

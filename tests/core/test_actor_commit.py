@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from durably import _codec, workflow
 from durably.actors._commit import ActorCore
 from durably.actors._store import ANCESTRY, COMPACT_EVERY, KEEP, ActorStore, CallRecord
@@ -19,6 +21,10 @@ class Tally:
 
     def incr(self) -> int:
         self.count += 1
+        return self.count
+
+    @workflow.virtual_actor.readonly
+    def value(self) -> int:
         return self.count
 
 
@@ -129,6 +135,70 @@ def test_a_call_id_retried_long_after_its_record_was_compacted_gets_its_result_a
     restarted = ActorCore(storage_url, "tally")  # a caller process that restarted slowly and retries
     assert restarted.apply(target, "incr", (), {}, "early") == 1
     assert restarted.apply(target, "incr", (), {}, "last") == LONG_STALL + 2
+
+
+class _Killed(BaseException):
+    """The writer's process dies here (nothing after this point of its commit runs)."""
+
+
+class _KilledBeforeDelete(_Stalls):
+    """The stalled writer's storage: it dies between its stale write and that write's delete."""
+
+    def forget(self, seq: int) -> None:
+        raise _Killed
+
+
+def _lagging_reader_and_killed_stale_writer(
+    tmp_path: Path, seen: int = 0, calls: int = LONG_STALL
+) -> tuple[ActorCore, Target]:
+    """A process that last saw the record at ``seen``, and a stale record resting on that record.
+
+    The killed writer applied its call on the same record, wrote it into ``seen + 1`` after
+    others made ``calls`` commits and compaction emptied that slot, and died before deleting it:
+    the record the lagging process probes next is that stale one.
+    """
+    storage_url = str(tmp_path / "storage")
+    workflow.init(storage=storage_url, executor="local")
+    Tally.get_or_create("tally")
+    target = Target(storage_url, "local", "tally")
+    others = ActorCore(storage_url, "tally")
+    for number in range(seen):
+        others.apply(target, "incr", (), {}, f"early-{number}")
+    lagging = ActorCore(storage_url, "tally")
+    lagging.sync()
+    killed = ActorCore(storage_url, "tally")
+    killed.store = _KilledBeforeDelete(killed.store, others, target, calls, after=False)
+    with pytest.raises(_Killed):
+        killed.apply(target, "incr", (), {}, "killed-writer")
+    assert killed.store.has(seen + 1), (
+        "the stale record must be left in the log for this test to mean anything"
+    )
+    return lagging, target
+
+
+def test_a_process_far_behind_applies_its_call_on_the_latest_state_past_a_killed_writers_stale_record(
+    tmp_path: Path,
+) -> None:
+    lagging, target = _lagging_reader_and_killed_stale_writer(tmp_path)
+    assert lagging.apply(target, "incr", (), {}, "lagging-call") == LONG_STALL + 1
+
+
+def test_a_process_far_behind_reads_the_latest_state_past_a_killed_writers_stale_record(
+    tmp_path: Path,
+) -> None:
+    lagging, target = _lagging_reader_and_killed_stale_writer(tmp_path)
+    assert lagging.apply_readonly(target, "value", (), {}) == LONG_STALL
+
+
+def test_a_killed_writers_stale_record_that_a_process_probed_past_does_not_answer_the_calls_retry(
+    tmp_path: Path,
+) -> None:
+    # The stale record sits just below the run that compaction kept (its slot emptied, the next
+    # not): the lagging process probes through it on its way to the head.
+    seen = COMPACT_EVERY - 2
+    lagging, target = _lagging_reader_and_killed_stale_writer(tmp_path, seen, calls=COMPACT_EVERY + 2)
+    assert lagging.store.has(seen + 2), "the run must start right above the stale record"
+    assert lagging.apply(target, "incr", (), {}, "killed-writer") == seen + COMPACT_EVERY + 3
 
 
 class _LosesFirstAnswer(ActorStore):

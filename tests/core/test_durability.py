@@ -174,6 +174,42 @@ def test_worker_crashes_and_exceptions_share_one_max_retries_budget(
     assert count_runs(counter_dir, "attempt") == 4  # max_retries=3: four attempts in all, of either kind
 
 
+@workflow.step(max_retries=3, retry_delay=0.01)
+def raise_twice_then_crash(counter_dir: str) -> str:
+    record_run(counter_dir, "attempt")
+    if count_runs(Path(counter_dir), "attempt") == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise ValueError("still failing")
+
+
+def test_attempts_that_raised_before_a_worker_crash_still_count_against_max_retries(
+    ray_cluster: Any, storage_url: str, counter_dir: Path
+) -> None:
+    # The two attempts that raised ran in the worker that crashed at the third: the retried task
+    # runs in a new worker, which must know of them.
+    workflow.init(storage=storage_url, executor="ray")
+    with pytest.raises(workflow.WorkflowExecutionError, match="still failing"):
+        raise_twice_then_crash.step(str(counter_dir)).run()
+    assert count_runs(counter_dir, "attempt") == 4  # max_retries=3: four attempts in all, of either kind
+
+
+@workflow.step(max_retries=2, retry_delay=0.01)
+def raise_twice_then_crash_at_the_last_attempt(counter_dir: str) -> str:
+    record_run(counter_dir, "attempt")
+    if count_runs(Path(counter_dir), "attempt") == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise ValueError("still failing")
+
+
+def test_a_worker_crash_at_the_last_attempt_the_budget_allows_fails_the_step(
+    ray_cluster: Any, storage_url: str, counter_dir: Path
+) -> None:
+    workflow.init(storage=storage_url, executor="ray")
+    with pytest.raises(workflow.WorkflowExecutionError, match="crashed"):
+        raise_twice_then_crash_at_the_last_attempt.step(str(counter_dir)).run()
+    assert count_runs(counter_dir, "attempt") == 3  # max_retries=2: the crash was the third and last
+
+
 @workflow.step(max_retries=0)
 def needs_gate(counter_dir: str, value: int) -> int:
     if not Path(counter_dir, "open").exists():

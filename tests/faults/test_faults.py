@@ -48,7 +48,7 @@ def test_workload_gives_its_answer_once_under_faults(
 def test_virtual_actor_applies_each_call_once_under_faults(
     actor_seed: int, tmp_path: Path, verdicts: list[Verdict]
 ) -> None:
-    plan = ActorPlan.from_seed(actor_seed)
+    plan = ActorPlan.from_seed(actor_seed, ACTOR_CALLERS * ACTOR_CALLS)
     record = run_actor_plan(plan, tmp_path / f"actor-{actor_seed}", "counter", ACTOR_CALLERS, ACTOR_CALLS)
     verdict = check_actor_run(record, "counter", ACTOR_CALLERS, ACTOR_CALLS)
     verdicts.append(verdict)

@@ -78,7 +78,7 @@ def test_one_attempt_longer_than_the_deadline_is_not_followed_by_another(
     write = Counted(storage, "k")
 
     def stalls_120_s_then_fails() -> None:
-        clock.sleep(120)  # google-cloud-storage retrying one request for its 120 s
+        clock.sleep(120)  # a client retrying one request on its own for longer than the deadline
         write.put()
 
     with pytest.raises(TransientStorageError, match=r"after 1 attempt\(s\).*deadline of 60 s"):

@@ -10,6 +10,7 @@ import contextvars
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from durably import _codec
@@ -38,9 +39,27 @@ from durably._store import (
 
 #: True while a step's function runs (``workflow.continuation`` then returns a continuation).
 INSIDE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_inside_step", default=False)
-#: Attempts of this step that an executor already made and lost (a worker that crashed and was
-#: retried): they count against the same ``max_retries`` as the step's own exceptions.
-EARLIER_ATTEMPTS: contextvars.ContextVar[int] = contextvars.ContextVar("durably_earlier_attempts", default=0)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What an executor that retries a step after its worker crashed tells the step's run.
+
+    ``key`` is the same for every retry of one execution (Ray's task id); ``crashed`` is how
+    many of its attempts crashed before this one. Crashes and the attempts that raised share
+    the step's ``max_retries``: the attempts that raised in a worker that later crashed are
+    recorded in storage under ``key`` (``WorkflowStore.save_raised_attempts``), so the worker
+    that replaces it counts them too.
+    """
+
+    key: str
+    crashed: int
+
+
+#: The current step run's execution; None under an executor that does not retry crashes.
+EXECUTION: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "durably_execution", default=None
+)
 
 
 _functions: dict[str, Any] = {}
@@ -69,8 +88,12 @@ def resolve_inputs(store: WorkflowStore, inputs: tuple[Any, ...]) -> list[Any] |
     return values
 
 
+class RetriesExhaustedError(Exception):
+    """A step's worker crashed at the last attempt its ``max_retries`` allowed."""
+
+
 def _call_with_retries(
-    task: StepTask, func: Any, args: Any, kwargs: Any, started: float
+    task: StepTask, store: WorkflowStore, func: Any, args: Any, kwargs: Any, started: float
 ) -> tuple[Any, BaseException | None, int]:
     """Call the step (first at ``started``), retrying retryable failures with backoff.
 
@@ -78,7 +101,16 @@ def _call_with_retries(
     """
     spec, options = task.spec, task.spec.options
     allowed = options.attempts_allowed()
-    attempt = EARLIER_ATTEMPTS.get()
+    execution = EXECUTION.get()
+    raised = store.raised_attempts(spec.step_id, execution.key) if execution and execution.crashed else 0
+    attempt = raised + (execution.crashed if execution else 0)
+    if allowed is not None and attempt >= allowed:
+        error: Exception = RetriesExhaustedError(
+            f"step {spec.name!r}: its worker crashed at attempt {attempt}, the last that max_retries="
+            f"{options.max_retries} allows ({raised} attempts raised, {attempt - raised} workers crashed; "
+            "both count against max_retries)"
+        )
+        return _give_up(task, error, attempt, started)
     while True:
         attempt += 1
         hook().durably_step_started(
@@ -96,6 +128,9 @@ def _call_with_retries(
                 INSIDE_STEP.reset(token)
         except Exception as error:
             if options.is_retryable(error) and (allowed is None or attempt < allowed):
+                if execution is not None:  # should this worker crash later, its successor counts this
+                    raised += 1
+                    store.save_raised_attempts(spec.step_id, execution.key, raised)
                 delay = options.retry_wait(attempt)
                 hook().durably_step_retried(
                     workflow_id=task.workflow_id,
@@ -108,17 +143,23 @@ def _call_with_retries(
                 )
                 time.sleep(delay)
                 continue
-            if options.catch_exceptions:
-                return None, error, attempt
-            remember_failure(error, attempt, started, time.time())
-            hook().durably_step_failed(
-                workflow_id=task.workflow_id,
-                step_id=spec.step_id,
-                name=spec.name,
-                error=error,
-                context=task.context,
-            )
-            raise StepFailure(task.workflow_id, spec.step_id, error) from error
+            return _give_up(task, error, attempt, started)
+
+
+def _give_up(task: StepTask, error: Exception, attempts: int, started: float) -> tuple[None, Exception, int]:
+    """The step failed for good: (None, error, attempts) for a ``catch_exceptions`` step, else raise."""
+    spec = task.spec
+    if spec.options.catch_exceptions:
+        return None, error, attempts
+    remember_failure(error, attempts, started, time.time())
+    hook().durably_step_failed(
+        workflow_id=task.workflow_id,
+        step_id=spec.step_id,
+        name=spec.name,
+        error=error,
+        context=task.context,
+    )
+    raise StepFailure(task.workflow_id, spec.step_id, error) from error
 
 
 def remember_failure(error: BaseException, attempts: int, started: float, ended: float) -> None:
@@ -176,7 +217,7 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
     func = load_function(store, spec.func_key)
     args, kwargs = _codec.loads_with(spec.encoded_args, _argument_resolver(store, spec, values))
     started = time.time()
-    result, caught, attempts = _call_with_retries(task, func, args, kwargs, started)
+    result, caught, attempts = _call_with_retries(task, store, func, args, kwargs, started)
     meta = step_metadata(spec, started, time.time(), attempts)
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)

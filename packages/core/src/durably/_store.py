@@ -23,6 +23,9 @@ workflows/<id>/steps/<step_id>              a finished step: output + its metada
                                             the output has out-of-band buffers: meta "buffers")
 workflows/<id>/continuations/<step_id>      a step that returned a sub-graph: that graph (meta: its outline)
 workflows/<id>/names/<name>                 which step a dynamically created named step is
+workflows/<id>/attempts/<step_id>           how many attempts of a step raised in a worker that may crash, and
+                                            the execution (Ray task id) they belong to (plain JSON; a retry
+                                            after the crash counts them against max_retries: ``_runner``)
 workflows/<id>/result                       which step's output is the workflow's output
 workflows/<id>/tail                         a recent step on the output's continuation chain
 workflows/<id>/lease/<n>                    who drives the workflow now (lease_key; _lease.py numbers them)
@@ -523,6 +526,18 @@ class WorkflowStore:
     def finished_steps(self) -> tuple[set[str], set[str]]:
         """Ids of steps with a stored output, and of steps with a stored continuation (two listings)."""
         return set(self._listed_ids("steps")), set(self._listed_ids("continuations"))
+
+    def save_raised_attempts(self, step_id: str, execution: str, raised: int) -> None:
+        """Record that ``raised`` attempts of the step's ``execution`` raised (and were retried)."""
+        record = {"execution": execution, "raised": raised}
+        self._put(self.key("attempts", step_id), encode_plain_record(record))
+
+    def raised_attempts(self, step_id: str, execution: str) -> int:
+        """How many attempts of the step's ``execution`` raised; 0 when none are recorded for it."""
+        record = read_plain_record(self.storage, self.key("attempts", step_id))
+        if record is None or record.get("execution") != execution:
+            return 0  # none raised, or an earlier run's (a resume starts a fresh budget)
+        return int(record["raised"])
 
     def save_step_name(self, name: str, step_id: str) -> None:
         self._put(self.key("names", name), _codec.encode_record(RecordKind.POINTER, {"step_id": step_id}))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from durably.storage import (
+    RETRY_DEADLINE_ENV,
+    RETRY_DEADLINE_SECONDS,
     WRITER_METADATA,
     Creation,
     KeyNotFound,
@@ -19,6 +21,7 @@ from durably.storage import (
     format_storage_url,
     join_key,
     parse_storage_url,
+    retry_deadline_seconds,
     validate_key,
 )
 
@@ -37,10 +40,11 @@ RESUMABLE_CHUNK_SIZE = 8 * 1024 * 1024
 LIST_PAGE_SIZE = 1000
 #: Concurrent DELETE requests in delete_prefix; below requests' default pool of 10 connections.
 DELETE_CONCURRENCY = 8
-#: Backoff of google's retry policy: first delay, cap, and the total time spent retrying one request.
+#: Backoff of google's retry policy: first delay and cap. The total time spent retrying one
+#: request is core's retry deadline (``retry_deadline_seconds``: 60 s, ``DURABLY_STORAGE_RETRY_SECONDS``),
+#: so a lasting fault fails a GCS request when it fails any other storage operation of durably.
 RETRY_INITIAL_DELAY = 0.1
 RETRY_MAX_DELAY = 5.0
-RETRY_TIMEOUT = 120.0
 
 _OPTIONS = ("project", "create_bucket", "location", "emulator")
 
@@ -83,13 +87,14 @@ class GCSLocation:
         return format_storage_url("gs", self.bucket, self.prefix, options)
 
 
-def _retry_policy() -> Retry:
-    """google's own retry predicate (429, 408, 5xx, resets, timeouts) with a shorter, capped backoff."""
+def _retry_policy(deadline: float) -> Retry:
+    """google's own retry predicate (429, 408, 5xx, resets, timeouts) with a shorter, capped backoff,
+    giving up after ``deadline`` seconds in all."""
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     policy: Retry = DEFAULT_RETRY.with_delay(
         initial=RETRY_INITIAL_DELAY, maximum=RETRY_MAX_DELAY, multiplier=2.0
-    ).with_timeout(RETRY_TIMEOUT)
+    ).with_timeout(deadline)
     return policy
 
 
@@ -99,7 +104,8 @@ class GCSStorage:
     Object writes in GCS are atomic, so readers see the old value or the new one, never a part;
     ``put_if_absent`` is an upload with ``ifGenerationMatch=0``. Every HTTP request (each chunk of
     a resumable upload included) is retried by google's retry policy on 429, 408, 5xx and broken
-    connections, with capped exponential backoff. The client is built lazily, once per process,
+    connections, with capped exponential backoff, until core's retry deadline (read when the
+    process's client is built). The client is built lazily, once per process,
     from the URL and the environment (Application Default Credentials; anonymous credentials against
     an emulator named by the URL's ``emulator=`` option or by ``STORAGE_EMULATOR_HOST``);
     pickling a GCSStorage sends only its URL.
@@ -113,6 +119,7 @@ class GCSStorage:
         self._client_pid = 0
         self._bucket_confirmed = False
         self._retry: Retry | None = None
+        self._deadline = RETRY_DEADLINE_SECONDS
 
     def __repr__(self) -> str:
         return f"GCSStorage({self.url!r})"
@@ -128,7 +135,8 @@ class GCSStorage:
         if client is None or self._client_pid != os.getpid():
             with self._lock:
                 if self._client is None or self._client_pid != os.getpid():
-                    self._retry = _retry_policy()
+                    self._deadline = retry_deadline_seconds()
+                    self._retry = _retry_policy(self._deadline)
                     self._client = self._new_client()
                     self._client_pid = os.getpid()
                     self._bucket_confirmed = False
@@ -199,7 +207,8 @@ class GCSStorage:
             raise
         except api_exceptions.RetryError as exc:
             raise TransientStorageError(
-                f"GCS {what} of {where} still failed after retrying for {RETRY_TIMEOUT:.0f}s: {exc.cause}"
+                f"GCS {what} of {where} still failed after retrying for {self._deadline:g} s, the retry "
+                f"deadline ({RETRY_DEADLINE_ENV}); last cause: {exc.cause}"
             ) from exc
         except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as exc:
             raise StoragePermanentError(

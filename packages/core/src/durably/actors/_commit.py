@@ -118,6 +118,13 @@ class ActorCore:
         With ``verify``, a head that nothing followed is checked to still exist: if it was
         compacted away, this process fell behind and re-reads the log. A writer skips this, as
         its commit checks the same thing afterwards.
+
+        Each record probed must rest on the one before it, else one of them was stale and the
+        log is re-read. A probe that moved forward and then found an empty slot checks that the
+        record below where it stopped still exists, writers too: a record whose base is gone may be a stale
+        one (a killed writer's, left in a slot compaction emptied, resting on this process's old
+        head), and the real head is then far ahead. Compaction deletes oldest first, so the base
+        of the real head is never gone before the head; when it is, the log is re-read.
         """
         with self._lock:
             if self._head is None:
@@ -126,11 +133,17 @@ class ActorCore:
                 assert self._head is not None
                 record = self.store.read(self._head.seq + 1)
                 if record is None:
-                    if verify and probe == 0 and not self.store.has(self._head.seq):
+                    if probe == 0:
+                        if verify and not self.store.has(self._head.seq):
+                            self._recover()
+                    elif not self.store.has(self._head.seq - 1):
                         self._recover()
                     break
                 if record.incarnation != self._incarnation:
                     self._on_foreign_record(record)
+                    continue
+                if not record.rests_on(self._head):
+                    self._recover()  # the record probed before this one was stale: its call is not ours
                     continue
                 self._head = record
                 self._remember(record)

@@ -12,7 +12,7 @@ import ray
 
 from durably._options import StepOptions
 from durably._protocol import StepTask
-from durably._runner import EARLIER_ATTEMPTS, execute_step
+from durably._runner import EXECUTION, Execution, execute_step
 from durably.events._hosts import events_actor
 
 
@@ -31,14 +31,17 @@ def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
 
     A retried task (its worker died) looks for its checkpoint before running the step again.
     A step has one ``max_retries`` budget for crashes (retried by Ray) and exceptions (retried
-    in the step), as Ray's tasks had; Ray's attempt number is the count of the crashed ones.
+    in the step), as Ray's tasks had; Ray's attempt number is the count of the crashed ones, and
+    the task id, the same for each of Ray's retries, keys the record of the attempts that raised
+    in a crashed worker (``_runner.Execution``).
     """
     crashed = _crashed_attempts()
-    token = EARLIER_ATTEMPTS.set(crashed or 0)  # unknown: count the exceptions only
+    execution = Execution(ray.get_runtime_context().get_task_id() or "", crashed or 0)  # unknown: 0
+    token = EXECUTION.set(execution)
     try:
         return execute_step(task, *inputs, retried=crashed != 0)  # unknown: look anyway
     finally:
-        EARLIER_ATTEMPTS.reset(token)
+        EXECUTION.reset(token)
 
 
 class RayExecutor:

@@ -90,8 +90,8 @@ def join_key(*parts: str) -> str:
 
 #: How long :func:`retry_transient` keeps trying one operation in all, by default (seconds).
 #: ``DURABLY_STORAGE_RETRY_SECONDS`` overrides it. A backend whose client retries one request on
-#: its own for long (google-cloud-storage: up to 120 s) would otherwise multiply that by the
-#: attempts: a lasting fault then fails after at most this plus one attempt, not minutes later.
+#: its own bounds that by this same deadline (durably-gcs does); otherwise the client's time would
+#: multiply by the attempts: a lasting fault fails after at most this plus one attempt.
 RETRY_DEADLINE_SECONDS = 60.0
 RETRY_DEADLINE_ENV = "DURABLY_STORAGE_RETRY_SECONDS"
 

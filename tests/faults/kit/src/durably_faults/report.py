@@ -1,4 +1,4 @@
-"""The table printed after a fault session: runs, faults by kind, violations, and seeds to replay."""
+"""The table printed after a fault session: runs, faults landed (of those planned), violations, seeds."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from durably_faults.checker import CHECKS, Verdict
 def table(verdicts: Iterable[Verdict]) -> str:
     verdicts = list(verdicts)
     faults: collections.Counter[str] = collections.Counter()
+    planned: collections.Counter[str] = collections.Counter()
     for verdict in verdicts:
         faults.update(verdict.record.faults)
+        planned.update(verdict.record.planned)
     kills = sum(count for kind, count in faults.items() if kind.startswith("kill-"))
+    planned_kills = sum(count for kind, count in planned.items() if kind.startswith("kill-"))
     storage_runs = sum(
         1 for verdict in verdicts if any(k.startswith("storage-") for k in verdict.record.faults)
     )
     rows = [
         ("runs", str(len(verdicts))),
         ("runs with storage faults", str(storage_runs)),
-        ("kills (all kinds)", str(kills)),
-        *((f"faults: {kind}", str(count)) for kind, count in sorted(faults.items())),
+        ("kills landed (all kinds)", f"{kills} of {planned_kills} planned"),
+        *(
+            (f"faults: {kind}", f"{count}" + (f" of {planned[kind]} planned" if kind in planned else ""))
+            for kind, count in sorted(faults.items())
+        ),
         ("re-executions of checkpointed steps (must be 0)", str(sum(v.re_executions for v in verdicts))),
         ("lost results (must be 0)", str(sum(v.lost_results for v in verdicts))),
     ]

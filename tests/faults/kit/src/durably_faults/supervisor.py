@@ -38,7 +38,9 @@ class RunRecord:
     run_dir: Path
     storage_root: str
     workflow_id: str
+    #: Faults that landed (found a process to hit), by kind; ``planned`` is what the plan held.
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    planned: collections.Counter[str] = field(default_factory=collections.Counter)
     drivers: int = 0
     statuses: list[str] = field(default_factory=list)
     gave_up: str | None = None
@@ -114,25 +116,29 @@ def run_plan(
     drivers = [driver("run")]
     paused: list[Paused] = []
     schedule = list(plan.schedule)
-    # The schedule counts from the first step attempt, not from the first driver's start, so a
-    # loaded machine's slow start does not make the faults miss the workflow.
-    origin: float | None = None
+    record.planned.update(plan.planned())
+    # A fault is due once enough of the workload's steps have had an attempt (nemesis.Plan), so
+    # a slow machine delays the faults with the run instead of letting the run end first. One
+    # lands per new ledger line at most (two thresholds crossed at once must not both hit the
+    # same dying driver), and one that finds nothing to hit stays due.
+    landed_at = -1
     finished = False
     while True:
         elapsed = time.monotonic() - started
-        if origin is None and ledger.read(run_dir / "ledger"):
-            origin = time.monotonic()
+        lines = ledger.read(run_dir / "ledger")
         # While a driver is paused the schedule holds, so the racer is not hit before it takes over.
-        while (
-            origin is not None
-            and not paused
+        if (
+            not paused
             and not finished
             and schedule
-            and schedule[0][0] <= time.monotonic() - origin
+            and schedule[0][0] <= workload.attempted(lines)
+            and len(lines) > landed_at
         ):
-            _, action = schedule.pop(0)
+            action = schedule[0][1]
             if _inject(action, drivers, paused, run_dir, cluster, driver):
+                schedule.pop(0)
                 record.faults[action] += 1
+                landed_at = len(lines)
         for pause in list(paused):
             if pause.racer_took_over(run_dir) or time.monotonic() > pause.deadline:
                 nemesis.send(pause.driver.pid, signal.SIGCONT)
@@ -210,8 +216,8 @@ def run_actor_plan(
     *,
     budget_seconds: float = 600.0,
 ) -> RunRecord:
-    """Run ``callers`` caller processes of ``calls`` calls each, killing them on the plan's schedule and
-    starting a killed caller again, until every call has its answer."""
+    """Run ``callers`` caller processes of ``calls`` calls each, killing them at the plan's points of
+    progress and starting a killed caller again, until every call has its answer."""
     run_dir.mkdir(parents=True, exist_ok=True)
     root = str(run_dir / "storage")
     url = faulty_url(root, seed=plan.seed, **plan.storage_faults)
@@ -226,17 +232,19 @@ def run_actor_plan(
 
     running = {name: caller(name) for name in names}
     kills = list(plan.kills)
+    record.planned["kill-caller"] = len(kills)
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
-        if kills and kills[0] <= elapsed:
-            kills.pop(0)
-            live = [process for process in running.values() if process.poll() is None]
-            if live and nemesis.send(live[int(elapsed * 1000) % len(live)].pid, signal.SIGKILL):
-                record.faults["kill-caller"] += 1
         answered = collections.Counter(
             line["caller"] for line in ledger.read(run_dir / "callers") if line.get("event") == "output"
         )
+        # A kill is due once that many calls have their answer; one with no live caller stays due.
+        if kills and kills[0] <= answered.total():
+            live = [process for process in running.values() if process.poll() is None]
+            if live and nemesis.send(live[kills[0] % len(live)].pid, signal.SIGKILL):
+                kills.pop(0)
+                record.faults["kill-caller"] += 1
         if all(answered[name] >= calls for name in names):
             break
         if elapsed > budget_seconds:

@@ -23,6 +23,9 @@ CAUGHT = 7
 #: How long each step works: long enough for the nemesis to catch steps in flight. The local
 #: executor runs the fan-out on many threads at once, so its runs set a longer time.
 STEP_SECONDS_ENV = "DURABLY_FAULTS_STEP_SECONDS"
+#: Steps that append to the ledger: the chain, the fan-out and its fan-in, the loop's 61 steps,
+#: ``refuse``, ``judge`` and ``total``. The workflow has ended only after each had an attempt.
+STEPS = CHAIN + FAN + 1 + (LOOP + 1) + 3
 
 
 def _attempt(path: str, name: str, value: int, consumed: dict[str, str]) -> dict[str, Any]:
@@ -105,6 +108,11 @@ def expected_answer() -> int:
     fan = sum(index * index for index in range(FAN))
     loop = sum(range(LOOP + 1))
     return chain + fan + loop + CAUGHT
+
+
+def attempted(lines: list[dict[str, Any]]) -> int:
+    """How many of the workload's steps have had an attempt, from the ledger's lines."""
+    return len({line["step"] for line in lines})
 
 
 def step_names() -> list[str]:
