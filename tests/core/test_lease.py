@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -170,3 +172,50 @@ def test_get_output_without_timeout_does_not_wait_for_a_workflow_queued_by_a_dea
     store.save_status("PENDING", epoch=0, queued_at=time.time(), queued_by=queued_by)
     with pytest.raises(WorkflowError, match="resume"):
         workflow.get_output("orphan")
+
+
+# A driver whose one step waits for a gate file; the test pauses it past its lease meanwhile.
+PAUSED_DRIVER = """
+import time
+from pathlib import Path
+from durably import workflow
+
+workflow.init(storage={storage!r}, executor="local")
+
+@workflow.step
+def wait_for_gate():
+    Path({started!r}).touch()
+    while not Path({gate!r}).exists():
+        time.sleep(0.01)
+    return "written by the paused driver"
+
+print(wait_for_gate.step().run(workflow_id="paused"))
+"""
+
+
+def test_a_driver_paused_past_its_lease_drops_the_checkpoint_its_step_finishes_after(tmp_path: Path) -> None:
+    """A paused driver's late checkpoint would land under the step the driver that took over may
+    be running again; the step sees the lost lease by its own clock and writes nothing."""
+    storage, started, gate = str(tmp_path / "storage"), tmp_path / "started", tmp_path / "gate"
+    script = PAUSED_DRIVER.format(storage=storage, started=str(started), gate=str(gate))
+    env = {**os.environ, _lease.LEASE_SECONDS_ENV: "1"}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while not started.exists():
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            time.sleep(0.02)
+        driver.send_signal(signal.SIGSTOP)
+        time.sleep(2.0)  # two lease periods: on waking, the step's own clock says the lease is gone
+        gate.touch()  # the step's body ends as soon as it runs again
+    finally:
+        driver.send_signal(signal.SIGCONT)
+    output, errors = driver.communicate(timeout=WAIT)
+    assert driver.returncode != 0, output
+    assert "WorkflowRunningError" in errors and "lease" in errors
+    workflow.init(storage=storage, executor="local")
+    store = workflow_store("paused")
+    assert not any(store.has_step_output(spec.step_id) for spec in store.load_graph().steps)
+    assert workflow.resume("paused") == "written by the paused driver"  # run again by the resumer

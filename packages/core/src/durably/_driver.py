@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from durably._engine import Cancelled, LeaseLost, UncaughtStepFailure, WorkflowEngine
+from durably._engine import Cancelled, UncaughtStepFailure, WorkflowEngine
 from durably._errors import (
     WorkflowCancellationError,
     WorkflowError,
@@ -18,7 +18,7 @@ from durably._errors import (
 )
 from durably._graph import Graph
 from durably._inspect import stored_result
-from durably._lease import Lease
+from durably._lease import Lease, LeaseLost
 from durably._plugins import hook
 from durably._snapshots import CodeSnapshot
 from durably._status import WorkflowStatus

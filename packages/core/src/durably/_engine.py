@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from durably._graph import Graph, StepSpec
+from durably._lease import LeaseLost
 from durably._plugins import propagation_context
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
@@ -67,10 +68,6 @@ class UncaughtStepFailure(Exception):
 
 class Cancelled(Exception):
     """Raised inside the engine when the workflow was cancelled."""
-
-
-class LeaseLost(Exception):
-    """Raised inside the engine when another driver took the workflow over."""
 
 
 class WorkflowEngine:
@@ -348,6 +345,8 @@ class WorkflowEngine:
         node = self.nodes[step_id]
         try:
             outcome = self.executor.result(info)
+        except LeaseLost:
+            raise  # a step of this process dropped its checkpoint: another driver owns the workflow
         except BaseException as error:
             self._on_failure(step_id, self.executor.error_of(error))
             self._wake(step_id)  # caught: consumers submitted now fail by themselves, as before

@@ -21,8 +21,12 @@ The protocol (what it guarantees and assumes is also in docs/guarantees.md):
   right after a crash the dead cluster's processes take seconds to exit.
 * A holder that has not renewed for three quarters of its period stops driving by itself
   (``lost``): it cannot know whether a contender has already waited out the period. Its late
-  writes cannot do harm: outputs are written once (``put_if_absent``) and its status records
-  carry its epoch, and readers take the newest epoch's (``_store``).
+  writes cannot change a value: outputs are written once (``put_if_absent``) and its status
+  records carry its epoch, and readers take the newest epoch's (``_store``). A step running in
+  the holder's own process (the local executor) also checks the lease right before it writes
+  its checkpoint (``check_held``) and drops the write when the lease is lost: the driver that
+  took over may already be running that step again, and a late checkpoint would make that
+  second run a re-execution of a checkpointed step.
 
 Assumed: the holder's and contender's monotonic clocks run at about the same rate (not that
 they agree), and a storage write becomes visible to readers in well under a quarter period.
@@ -54,6 +58,10 @@ RENEW_FRACTION = 0.25
 SELF_FENCE_FRACTION = 0.75
 
 _log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """This process lost its lease on a workflow (taken over, or not renewed in time): stop driving it."""
 
 
 def lease_seconds() -> float:
@@ -291,6 +299,7 @@ class Lease:
                 self.number = number
                 self.released = False
                 _keeper.hold(self)
+                _latest[(id(self.storage), self.prefix)] = self
                 return
         raise WorkflowRunningError(self.workflow_id, "another driver is taking it over right now")
 
@@ -377,6 +386,24 @@ class _LeaseKeeper:
 
 
 _keeper = _LeaseKeeper()
+#: The last lease this process took per (storage, prefix), kept after its release: a step thread
+#: of a driver that stopped on a lost lease may still be about to write its checkpoint.
+_latest: weakref.WeakValueDictionary[tuple[int, str], Lease] = weakref.WeakValueDictionary()
+
+
+def check_held(storage: Any, prefix: str) -> None:
+    """Raise LeaseLost if this process took the lease under ``prefix`` of ``storage`` and lost it.
+
+    Called by a step that runs in its driver's own process right before it writes its
+    checkpoint. A driver paused past its lease (GC, SIGSTOP, a suspended VM) learns of the loss
+    from its own monotonic clock the moment it runs again, before its engine thread does, so its
+    late checkpoint is dropped instead of landing under the step the new driver is running. A
+    pause between this check and the write itself is not covered (see docs/guarantees.md).
+    Nothing to check where no lease was taken (a Ray worker: its driver is another process).
+    """
+    lease = _latest.get((id(storage), prefix))
+    if lease is not None and lease.storage is storage and lease.lost:
+        raise LeaseLost(f"the lease on workflow {lease.workflow_id!r} was lost: its checkpoint is dropped")
 
 
 def current_epoch(storage: Any, prefix: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from durably import _codec
 from durably._datasets import materialize
 from durably._graph import StepSpec, flatten
+from durably._lease import check_held
 from durably._plugins import hook
 from durably._protocol import (
     DONE,
@@ -203,7 +204,8 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
     output it consumes is durable. It is written once: when another run of the same step
     recorded first, that record is the step's value and outcome. ``retried`` (the executor
     re-runs a task whose worker died) and ``task.look_first`` (a run that took the workflow
-    over from an earlier driver) look for such a record before calling the step.
+    over from an earlier driver) look for such a record before calling the step. A step that
+    runs in its driver's process writes nothing once that driver lost its lease (``LeaseLost``).
     """
     spec = task.spec
     store = open_workflow_store(task.storage_url, task.workflow_id)
@@ -221,6 +223,7 @@ def execute_step(task: StepTask, *inputs: Any, retried: bool = False) -> tuple[A
     meta = step_metadata(spec, started, time.time(), attempts)
     if isinstance(result, Workflow) and caught is None:
         graph = flatten(result, parent_step_id=spec.step_id)
+        check_held(store.storage, store.lease_key)
         if not store.save_continuation(spec.step_id, graph, meta):
             graph = store.load_continuation(spec.step_id)  # another run of this step recorded first
         if spec.named and task.dynamic:
@@ -264,6 +267,8 @@ def record_finished_step(
     if store_output:
         # A lazy Dataset would run once for the checkpoint and again in each consumer.
         result = materialize(result)
+    if store_output:
+        check_held(store.storage, store.lease_key)
     if store_output and not store.save_step_output(spec.step_id, result, meta):
         result = store.load_step_output(spec.step_id)
     if spec.named and task.dynamic:
