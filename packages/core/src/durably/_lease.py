@@ -339,10 +339,18 @@ class Lease:
     def stop_renewing(self) -> None:
         """Stop renewing without writing anything: the workflow's records are about to be deleted."""
         _keeper.drop(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Leave ``check_held``'s table, unless lost (a step may still be about to write)."""
+        key = (id(self.storage), self.prefix)
+        if _latest.get(key) is self and not self.lost:
+            _latest.pop(key, None)
 
     def release(self) -> None:
         """Give the lease up (the workflow's final status is already stored)."""
         _keeper.drop(self)
+        self._forget()
         with self._renewal:
             self.released = True
             if self.number is not None and not self.lost:
@@ -386,9 +394,10 @@ class _LeaseKeeper:
 
 
 _keeper = _LeaseKeeper()
-#: The last lease this process took per (storage, prefix), kept after its release: a step thread
-#: of a driver that stopped on a lost lease may still be about to write its checkpoint.
-_latest: weakref.WeakValueDictionary[tuple[int, str], Lease] = weakref.WeakValueDictionary()
+#: The lease this process holds per (storage, prefix). A lost one stays after its release (until
+#: this process takes that lease again): a step thread of a driver that stopped on a lost lease
+#: may still be about to write its checkpoint. Only lost leases outlive their run, so it stays small.
+_latest: dict[tuple[int, str], Lease] = {}
 
 
 def check_held(storage: Any, prefix: str) -> None:
