@@ -104,6 +104,19 @@ def test_a_writer_whose_slot_was_compacted_long_before_it_wrote_applies_its_call
     assert others.apply(target, "incr", (), {}, "last") == LONG_STALL + 2
 
 
+@pytest.mark.parametrize("others_commit", [1, CALLS_WHILE_STALLED, LONG_STALL])
+def test_a_writer_whose_own_commit_is_its_head_applies_its_next_call_once_on_others_newer_head(
+    tmp_path: Path, others_commit: int
+) -> None:
+    # It builds on its own last commit without reading the log: the others' commits since (and
+    # the compactions they ran) must still be found, by the conditional write or the base check.
+    writer, others, target = _stalled_writer(tmp_path, after=False, calls=0)
+    assert writer.apply(target, "incr", (), {}, "first") == 1
+    writer.store.calls = others_commit  # others go on before its next write
+    assert writer.apply(target, "incr", (), {}, "second") == others_commit + 2
+    assert others.apply(target, "incr", (), {}, "last") == others_commit + 3
+
+
 def test_a_stale_record_left_below_the_log_does_not_answer_its_call(tmp_path: Path) -> None:
     # A writer killed after writing into a compacted slot, before deleting its write.
     storage_url = str(tmp_path / "storage")

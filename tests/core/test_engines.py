@@ -283,6 +283,20 @@ def test_with_queue_limits_every_workflow_queues_at_the_first_engine(
     assert ray.get(handles) == [1, 1]
 
 
+def test_an_engine_killed_for_good_is_created_again_by_the_next_workflow_sent_to_it(
+    ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
+) -> None:
+    import ray
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    workflow.init(storage=storage_url, executor="ray", engines=2)
+    ray.kill(_engine(1), no_restart=True)  # as when its node is gone: it cannot restart
+    (workflow_id,) = _ids_on(2, 1, 1, "recreated")
+    step = wait_for_gate.step(str(gate), str(counter_dir), "step", 4)
+    assert step.run(workflow_id=workflow_id) == 4
+
+
 def _alive_nodes() -> list[dict[str, Any]]:
     import ray
 
@@ -293,13 +307,12 @@ def _alive_nodes() -> list[dict[str, Any]]:
 def test_on_two_nodes_two_engines_drive_workflows_and_every_workflow_outlives_a_node_killed(
     fresh_engines: None, ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
 ) -> None:
-    # Which node each engine lands on is not asserted: each is created with a *soft* affinity to
-    # a node of its own, and Ray placed both on one node in about half of the runs (issue 12).
     import ray
 
     node = ray_cluster.join_node(num_cpus=1, resources='{"second_node": 1}')
     try:
-        assert len(_alive_nodes()) == 2
+        nodes = {str(entry["NodeID"]) for entry in _alive_nodes()}
+        assert len(nodes) == 2
         gate = str(tmp_path / "gate")
         workflow.init(storage=storage_url, executor="ray")  # the default: one engine per node
         ids = _ids_on(2, 0, 2, "nodes") + _ids_on(2, 1, 2, "nodes")
@@ -309,8 +322,9 @@ def test_on_two_nodes_two_engines_drive_workflows_and_every_workflow_outlives_a_
             )
             for workflow_id in ids
         }
+        assert {_engine_node(0), _engine_node(1)} == nodes
         assert (_driving(0), _driving(1)) == (set(ids[:2]), set(ids[2:]))
-        node.kill()  # the second node crashes, with whatever engines and steps it held
+        node.kill()  # the second node crashes, with whatever engine and steps it held
         Path(gate).touch()
         outputs = {}
         for workflow_id, handle in handles.items():

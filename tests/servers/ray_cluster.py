@@ -47,8 +47,9 @@ def _agent_flags(ports: dict[str, int]) -> list[str]:
     ]
 
 
-def _raylet_of(temp_dir: Path) -> tuple[str, Path] | None:
-    """(node id, session dir) of a raylet whose session is under ``temp_dir``, from /proc."""
+def _raylet_of(temp_dir: Path, metrics_agent_port: int) -> tuple[str, Path] | None:
+    """(node id, session dir) of the raylet whose session is under ``temp_dir`` and whose agent
+    listens on ``metrics_agent_port`` (one node's, as every node shares the head's temp dir), from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -64,6 +65,8 @@ def _raylet_of(temp_dir: Path) -> tuple[str, Path] | None:
             if argument.startswith(b"--") and b"=" in argument
         )
         session = options.get("session_dir", "")
+        if options.get("metrics-agent-port") != str(metrics_agent_port):
+            continue
         if session.startswith(f"{temp_dir}/") and "node_id" in options:
             return options["node_id"], Path(session)
     return None
@@ -77,7 +80,7 @@ def _announce_agent_ports(temp_dir: Path, ports: dict[str, int], stop: threading
     start. The ports are fixed here, so the files can be written before the agents start.
     """
     while not stop.is_set():
-        found = _raylet_of(temp_dir) if sys.platform == "linux" else None
+        found = _raylet_of(temp_dir, ports["metrics_agent_port"])
         if found is not None:
             node_id, session = found
             for name, port in ports.items():
@@ -154,7 +157,7 @@ class RayCluster:
             env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env(), **self.node_env},
         )
         self.nodes.append(node)
-        if len(self.nodes) == 1:  # a worker node's raylet shares the head's temp dir: head only
+        if sys.platform == "linux":
             threading.Thread(
                 target=_announce_agent_ports,
                 args=(self.temp_dir, ports, self._announcers_stop),

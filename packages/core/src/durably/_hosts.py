@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ ENGINE_NAMESPACE = "durably"
 #: Engine actors are detached: one started by an older durably outlives an upgrade of the
 #: drivers, and its calls would fail with a bare TypeError; a driver refuses it by name instead.
 #: (The engines of versions before this number answer ``True``.)
-ENGINE_PROTOCOL = 2
+ENGINE_PROTOCOL = 3
 _ENGINE_NAME = re.compile(rf"{re.escape(ENGINE_ACTOR_NAME)}(-[1-9][0-9]*)?")
 #: How many engine actors drive workflows when neither ``init(engines=)`` nor this variable says.
 ENGINES_ENV = "DURABLY_ENGINES"
@@ -292,6 +293,12 @@ class EngineActor:
         """The engine protocol this actor speaks (``ENGINE_PROTOCOL`` of its code)."""
         return ENGINE_PROTOCOL
 
+    def node_id(self) -> str:
+        """The id of the Ray node this engine runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         self.host.configure(max_running, max_pending)
 
@@ -322,6 +329,11 @@ class RayEngineHost:
     engine, whose one queue keeps the limits cluster-wide and the order of submission.
     Cancelling and asking what runs reach every engine actor of the cluster, whatever count the
     driver that started a workflow had.
+
+    On a cluster of several nodes an engine this host creates is pinned (a hard node affinity)
+    to the alive node that holds the fewest of its other engines. An engine whose node is gone
+    cannot restart there and dies for good; the next call that needs it creates it again on an
+    alive node (``_available``).
     """
 
     def __init__(self, executor_name: str, engines: int | None = None) -> None:
@@ -330,20 +342,18 @@ class RayEngineHost:
         nodes = _alive_nodes()
         self.engines = engines if engines is not None else max(1, min(len(nodes), DEFAULT_MAX_ENGINES))
         self.limited = False
+        self._executor_name = executor_name
         # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
         # how many calls may wait at once; no thread each).
-        actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EngineActor)  # type: ignore[call-overload]
-        self.actors: list[Any] = [
-            actor_class.options(  # type: ignore[attr-defined]
-                name=engine_actor_name(index),
-                namespace=ENGINE_NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                max_restarts=-1,
-                **_placement(nodes, index),
-            ).remote(executor_name)
-            for index in range(self.engines)
-        ]
+        self._actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EngineActor)  # type: ignore[call-overload]
+        self._replacing = threading.Lock()
+        # The node each engine this host created was pinned to (others are asked where they run).
+        self._pinned: dict[int, str] = {}
+        existing = [_named_engine(index) for index in range(self.engines)]
+        self.actors: list[Any] = list(existing)
+        for index, actor in enumerate(existing):
+            if actor is None:
+                self.actors[index] = self._create(index, nodes)
 
     @property
     def actor(self) -> Any:
@@ -352,16 +362,18 @@ class RayEngineHost:
 
     def actor_for(self, workflow_id: str) -> Any:
         """The engine actor this host sends ``workflow_id`` to."""
-        return self.actors[0 if self.limited else shard_of(workflow_id, self.engines)]
+        return self.actors[self._index_for(workflow_id)]
+
+    def _index_for(self, workflow_id: str) -> int:
+        return 0 if self.limited else shard_of(workflow_id, self.engines)
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
         import ray
 
         # Every engine gets the limits (the last init's apply, as with one engine); this host then
         # sends everything to the first engine while limits are set (``actor_for``).
-        for actor in self.actors:
-            _wait_until_available(actor)
-        ray.get([actor.configure.remote(max_running, max_pending) for actor in self.actors])
+        actors = [self._available(index) for index in range(self.engines)]
+        ray.get([actor.configure.remote(max_running, max_pending) for actor in actors])
         self.limited = max_running is not None or max_pending is not None
 
     def configure_gc(self, start_collector: Callable[[], Any] | None) -> None:
@@ -370,8 +382,7 @@ class RayEngineHost:
 
         if start_collector is None:
             return  # another driver may have asked the shared engine actor for gc: leave it
-        _wait_until_available(self.actor)
-        ray.get(self.actor.configure_gc.remote(start_collector))
+        ray.get(self._available(0).configure_gc.remote(start_collector))
 
     def run_async(
         self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
@@ -380,8 +391,7 @@ class RayEngineHost:
         goes with it, as a step's goes to its worker."""
         import ray
 
-        actor = self.actor_for(workflow_id)
-        _wait_until_available(actor)
+        actor = self._available(self._index_for(workflow_id))
         try:
             # Started inside the engine actor before this returns: the driver may exit right away.
             number = ray.get(actor.start.remote(storage_url, workflow_id, graph, dict(context)))
@@ -395,10 +405,11 @@ class RayEngineHost:
         for attempt in range(ENGINE_RESTARTS_FOLLOWED + 1):
             try:
                 return ray.get(self.run_async(storage_url, workflow_id, graph, context))
-            except ray.exceptions.RayActorError:
-                # The engine actor died with the workflow in it. It restarts (max_restarts=-1);
-                # running the workflow there again resumes it from its checkpoints (or returns
-                # its stored result), so the caller gets its output, not the actor's death.
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError):
+                # The engine actor died with the workflow in it. It restarts (max_restarts=-1), or,
+                # its node gone, is created again elsewhere; running the workflow there again
+                # resumes it from its checkpoints (or returns its stored result), so the caller
+                # gets its output, not the actor's death.
                 if attempt == ENGINE_RESTARTS_FOLLOWED:
                     raise
             except ray.exceptions.RayTaskError as error:
@@ -418,6 +429,72 @@ class RayEngineHost:
         answers = self._ask_every_engine("driving", storage_url)
         return frozenset().union(*answers)
 
+    def _available(self, index: int) -> Any:
+        """Engine ``index``, waited for while it restarts, and created again if it died for good.
+
+        An engine dies for good when its node is gone (its hard affinity cannot be met elsewhere),
+        or when someone killed it without restart; either way it drives nothing any more, and a
+        new one under the same name takes its place. Another driver may replace it at the same
+        moment: ``get_if_exists`` makes both use one actor.
+        """
+        import ray
+
+        for attempt in range(ENGINE_RESTARTS_FOLLOWED + 1):
+            actor = self.actors[index]
+            try:
+                _wait_until_available(actor)
+                return actor
+            except (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnschedulableError):
+                # Unschedulable: its restart found the node of its hard affinity gone.
+                if attempt == ENGINE_RESTARTS_FOLLOWED:
+                    raise
+            with self._replacing:
+                if self.actors[index] is actor:  # not replaced by another thread meanwhile
+                    self.actors[index] = self._create(index, _alive_nodes())
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create(self, index: int, nodes: list[str]) -> Any:
+        """Engine ``index`` (another driver's, if it made one first), on a node of its own if any."""
+        options: dict[str, Any] = {}
+        if len(nodes) > 1:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            # Hard: Ray places an actor that needs no resources on a random node whatever a
+            # *soft* affinity asks (both engines shared a node in half the runs of a 2-node test).
+            node = _least_used(nodes, self._engine_nodes(besides=index), index)
+            self._pinned[index] = node
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        return self._actor_class.options(
+            name=engine_actor_name(index),
+            namespace=ENGINE_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            **options,
+        ).remote(self._executor_name)
+
+    def _engine_nodes(self, besides: int) -> list[str]:
+        """The nodes this host's engines other than ``besides`` run on (those that answer)."""
+        import ray
+
+        found = []
+        for index, actor in enumerate(self.actors):
+            if index == besides or actor is None:
+                continue
+            if index in self._pinned:
+                found.append(self._pinned[index])
+                continue
+            try:
+                _wait_until_available(actor, timeout=30.0)
+                found.append(str(ray.get(actor.node_id.remote(), timeout=30.0)))
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.ActorUnschedulableError,
+                ray.exceptions.GetTimeoutError,
+            ):
+                continue  # dead or unreachable: it holds no node
+        return found
+
     def _ask_every_engine(self, method: str, *args: Any) -> list[Any]:
         """Call ``method`` on every engine actor of the cluster, those of other counts included."""
         import ray
@@ -427,8 +504,8 @@ class RayEngineHost:
             try:
                 _wait_until_available(actor)
                 answers.append(ray.get(getattr(actor, method).remote(*args)))
-            except ray.exceptions.ActorDiedError:
-                continue  # killed for good (ray.kill with no_restart): it runs nothing
+            except (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnschedulableError):
+                continue  # dead for good (killed, or its node gone): it runs nothing
         return answers
 
     def _every_engine(self) -> list[Any]:
@@ -450,6 +527,16 @@ class RayEngineHost:
         return handles
 
 
+def _named_engine(index: int) -> Any:
+    """The engine actor ``index`` of the cluster if it exists (made by any driver), else None."""
+    import ray
+
+    try:
+        return ray.get_actor(engine_actor_name(index), namespace=ENGINE_NAMESPACE)
+    except ValueError:
+        return None
+
+
 def _alive_nodes() -> list[str]:
     """The ids of the cluster's alive nodes, in a fixed order (every driver computes the same)."""
     import ray
@@ -459,15 +546,13 @@ def _alive_nodes() -> list[str]:
     return sorted(str(node["NodeID"]) for node in list_nodes() if node.get("Alive"))
 
 
-def _placement(nodes: list[str], index: int) -> dict[str, Any]:
-    """Where engine ``index`` starts: on node ``index`` modulo the node count, so that the
-    engines spread over the nodes; soft, so that it restarts elsewhere when its node is gone."""
-    if len(nodes) < 2:
-        return {}
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node = nodes[index % len(nodes)]
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
+def _least_used(nodes: list[str], used: list[str], index: int) -> str:
+    """The node of ``nodes`` that holds the fewest of ``used``; among equals, the one at
+    ``index`` modulo their count, so that engines created at once spread in a fixed order."""
+    counts = Counter(used)
+    fewest = min(counts[node] for node in nodes)
+    candidates = [node for node in nodes if counts[node] == fewest]
+    return candidates[index % len(candidates)]
 
 
 def _wait_until_available(actor: Any, timeout: float = 120.0) -> None:

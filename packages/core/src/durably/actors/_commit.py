@@ -7,7 +7,11 @@ call re-reads the new head and is applied again. A writer that finds its base co
 writing tells a stale write (the slot had been compacted before) from a commit others built on
 by the current head's ancestry, so a stalled writer never applies a committed call twice. Each process
 keeps the head it last saw and probes forward (``get`` of head + 1) instead of listing the log;
-the listing is only for recovery. Where calls run, one at a time per actor, is ``_dispatch``'s job.
+the listing is only for recovery. A writer whose own commit is the head it knows does not probe
+before its next call: a commit by anyone else since would hold head + 1, so the conditional write
+fails and the call is applied again on the re-read head (on the Ray host, the actor's only
+writer, a call costs that write and the check that its base still stands). Where calls run,
+one at a time per actor, is ``_dispatch``'s job.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class ActorCore:
         self._cls: type | None = None
         self._incarnation: str | None = None
         self._head: CallRecord | None = None
+        # Whether ``_head`` is this process's own latest commit (a writer then skips the probe).
+        self._head_is_own = False
         self._recent: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     # -- reading the head ---------------------------------------------------------------------
@@ -79,6 +85,7 @@ class ActorCore:
         """
         self._load_identity()
         self._head = None
+        self._head_is_own = False
         self._recent.clear()
         found: list[CallRecord] = []
         for seq in reversed(self.store.stored_seqs()):
@@ -146,6 +153,7 @@ class ActorCore:
                     self._recover()  # the record probed before this one was stale: its call is not ours
                     continue
                 self._head = record
+                self._head_is_own = False
                 self._remember(record)
             else:
                 self._recover()
@@ -155,7 +163,20 @@ class ActorCore:
     def forget_cache(self) -> None:
         with self._lock:
             self._head = None
+            self._head_is_own = False
             self._recent.clear()
+
+    def _writer_head(self) -> tuple[type, CallRecord]:
+        """The class and the head a writer builds its next commit on.
+
+        This process's own last commit as it stands, without a storage read: anyone else's commit
+        since holds head + 1, so the conditional write at head + 1 fails and the writer re-reads.
+        Otherwise the probed head (``sync``).
+        """
+        with self._lock:
+            if self._head_is_own and self._cls is not None and self._head is not None:
+                return self._cls, self._head
+        return self.sync(verify=False)
 
     def committed_result(self, call_id: str, retryable: bool = True) -> tuple[bool, Any]:
         """(True, result) when a call with this id was committed, else (False, None).
@@ -202,7 +223,7 @@ class ActorCore:
         self, target: Target, method: str, args: Any, kwargs: Any, call_id: str, retryable: bool
     ) -> Any:
         while True:
-            cls, head = self.sync(verify=False)
+            cls, head = self._writer_head()
             found, result = self.committed_result(call_id, retryable)
             if found:
                 return result
@@ -229,7 +250,9 @@ class ActorCore:
                 retryable=retryable,
             )
             if not self._append(record):
-                continue  # another writer committed this seq: re-read the head and apply again
+                with self._lock:
+                    self._head_is_own = False  # another writer committed this seq: re-read the head
+                continue
             if not self.store.has(head.seq) and not self._commit_stands(record):
                 # Our slot had been compacted before we wrote it: the write is stale, not a commit.
                 # Deleted at once, so no reader takes it for the call's commit (readers also skip
@@ -240,6 +263,7 @@ class ActorCore:
             with self._lock:
                 if self._head is None or self._head.seq < seq:
                     self._head = record
+                    self._head_is_own = True
                 self._remember(record)
             if seq % COMPACT_EVERY == 0:
                 self.store.compact(record)
