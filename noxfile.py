@@ -16,7 +16,8 @@ PRIMARY_PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "backends", "faults-smoke"]
+# ray_compat (Ray's own workflow tests) runs once, on the primary Python: a few minutes.
+nox.options.sessions = ["lint", "typecheck", "tests", "backends", "faults-smoke", "ray_compat"]
 # uv must use the interpreters on this machine, never download one.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 

@@ -322,11 +322,12 @@ class WorkflowEngine:
         timeouts of those whose clock ticked."""
         for step_id, started in list(self.clocks.items()):
             if started is None:
-                self.clocks[step_id] = self.executor.wait_clock()
+                self.clocks[step_id] = self.executor.wait_clock()  # type: ignore[attr-defined]  # optional
             elif started():
                 del self.clocks[step_id]
-                timeout = self.nodes[step_id].spec.wait.timeout  # type: ignore[union-attr]
-                self.waits[step_id] = time.monotonic() + timeout
+                wait = self.nodes[step_id].spec.wait
+                assert wait is not None and wait.timeout is not None  # only timed waits have a clock
+                self.waits[step_id] = time.monotonic() + wait.timeout
 
     def _check_waits(self) -> None:
         """Resolve the wait steps whose inputs are ready enough, or whose timeout passed."""
