@@ -22,6 +22,8 @@ import pytest
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+# This session's own folder of global marks (ray_compat_utils reads it at import).
+os.environ.setdefault("DURABLY_RAY_COMPAT_MARKS", tempfile.mkdtemp(prefix="durably-ray-compat-marks-"))
 
 import ray_compat_utils  # noqa: E402
 from servers.ray_cluster import RayCluster  # noqa: E402
