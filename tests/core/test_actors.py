@@ -148,6 +148,7 @@ def _actor_keys(storage_url: str, actor_id: str) -> list[str]:
 
 
 # -- basics --------------------------------------------------------------------------------------
+@pytest.mark.storage_on_ray
 def test_counter_from_the_issue_keeps_its_state_between_calls(wf: Any) -> None:
     counter = Counter.get_or_create("counter_1", 10)
     assert counter.incr.run() == 11

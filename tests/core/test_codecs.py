@@ -287,8 +287,10 @@ print(double.step(double.step(5)).run(workflow_id="on-ray"))
 """
 
 
-@pytest.mark.workflow
-@pytest.mark.needs_persistent_storage
+# Not marked workflow (so it runs once, in the primary Python's whole suite): its storage is a file
+# path whatever the backend under test, so the backends sessions re-ran the same thing, and it
+# starts a cluster of its own, about 25 s of CI per re-run; the secondary Pythons' subset still
+# runs workflows on Ray through the other tests there that need a cluster.
 def test_ray_workers_and_the_engine_actor_sign_with_the_key_of_the_environment(
     tmp_path: Path, codec_env: Any
 ) -> None:

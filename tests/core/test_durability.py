@@ -139,6 +139,7 @@ def die_once(counter_dir: str) -> str:
     return "survived"
 
 
+@pytest.mark.storage_on_ray
 def test_killed_ray_worker_counts_as_a_failure_and_is_retried(
     ray_cluster: Any, storage_url: str, counter_dir: Path
 ) -> None:
@@ -242,6 +243,7 @@ def test_step_whose_objects_cannot_be_rebuilt_is_a_load_error_not_a_corrupted_ch
     assert "RecursionError" in str(raised.value)
 
 
+@pytest.mark.storage_on_ray
 @pytest.mark.workflow
 def test_one_object_per_step_and_functions_stored_once(wf: Any, counter_dir: Path) -> None:
     flow = counted.step(str(counter_dir), "c", 0)

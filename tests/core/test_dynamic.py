@@ -37,6 +37,7 @@ def loop(index: int, limit: int) -> Any:
     return loop.step(index + 1, limit)
 
 
+@pytest.mark.storage_on_ray
 def test_tail_recursive_loop(wf: Any) -> None:
     assert loop.step(0, 300).run(workflow_id="loop") == 300
 

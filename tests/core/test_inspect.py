@@ -144,6 +144,7 @@ def test_counts_by_status(storage_url: str) -> None:
     assert (counts["SUCCESSFUL"], counts["FAILED"], counts["RUNNING"]) == (1, 2, 0)
 
 
+@pytest.mark.storage_on_ray
 def test_failed_workflow_shows_the_step_its_attempts_and_traceback(wf: Any, storage_url: str) -> None:
     with pytest.raises(wf.WorkflowExecutionError):
         add.step(1, explode.step(2)).run(workflow_id="broken")

@@ -57,6 +57,7 @@ def test_failed_workflow_reports_failed_with_the_step_and_cause(wf: Any, counter
         wf.get_output("broken")
 
 
+@pytest.mark.storage_on_ray
 def test_resume_runs_only_the_unfinished_steps(wf: Any, counter_dir: Path) -> None:
     with pytest.raises(wf.WorkflowExecutionError):
         _failing_flow(counter_dir).run(workflow_id="resumed")
@@ -149,6 +150,7 @@ def test_list_all_filters_by_status_name_or_set(wf: Any, counter_dir: Path) -> N
         wf.list_all("DONE")
 
 
+@pytest.mark.storage_on_ray
 def test_cancel_stops_a_running_workflow(wf: Any, tmp_path: Path) -> None:
     wake = tmp_path / "wake"
     handle = sleepy.step(str(wake)).run_async(workflow_id="to-cancel")

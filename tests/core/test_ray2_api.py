@@ -85,6 +85,7 @@ def wait_for_file(path: str) -> str:
 
 
 # -- basic DAGs ---------------------------------------------------------------------------------
+@pytest.mark.storage_on_ray
 def test_chain_of_remote_functions_runs_by_changing_the_import(wf: Any) -> None:
     dag = double.bind(double.bind(3))
     assert wf.run(dag, workflow_id="d") == 12

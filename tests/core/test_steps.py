@@ -96,6 +96,7 @@ def flaky(counter_dir: str, failures: int, error: type[Exception] = ValueError) 
     return _flaky_body(counter_dir, failures, error)
 
 
+@pytest.mark.storage_on_ray
 def test_failing_step_is_retried_until_it_succeeds(wf: Any, counter_dir: Path) -> None:
     assert flaky.step(str(counter_dir), 3).run() == "ok after 4"
     assert count_runs(counter_dir, "flaky") == 4

@@ -37,6 +37,7 @@ def wait_for_file(path: str, value: Any) -> Any:
     return value
 
 
+@pytest.mark.storage_on_ray
 def test_diamond_graph_runs_the_shared_step_once(wf: Any, counter_dir: Path) -> None:
     shared = counted.step(str(counter_dir), "shared", 7)
     assert pair.step(shared, shared).run() == (7, 7)
@@ -100,6 +101,7 @@ def test_generated_ids_from_many_threads_never_collide() -> None:
     assert len(set(ids)) == 2000
 
 
+@pytest.mark.storage_on_ray
 def test_two_threads_running_the_same_new_id_run_its_steps_once(wf: Any, counter_dir: Path) -> None:
     barrier = threading.Barrier(2)
     outcomes: list[Any] = []

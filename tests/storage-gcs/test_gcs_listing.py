@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from durably.testing import HttpFaultProxy
 from durably_gcs import GCSStorage
 from durably_gcs._storage import LIST_PAGE_SIZE
+
+# Thousands of keys through a proxy: about 20-50 s; run on the primary Python only (the paging
+# code is the same on every Python, and the contract kit's page-crossing tests run on all of them).
+pytestmark = pytest.mark.slow
 
 MANY = 2_500
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import pytest
+
 from durably.testing import HttpFaultProxy
 from durably_s3 import S3Storage
+
+# Thousands of keys through a proxy: about 20-50 s; run on the primary Python only (the paging
+# code is the same on every Python, and the contract kit's page-crossing tests run on all of them).
+pytestmark = pytest.mark.slow
 
 
 def _put_all(storage: S3Storage, keys: list[str]) -> None:
