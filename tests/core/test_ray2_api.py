@@ -415,6 +415,19 @@ def test_ray_options_become_step_options() -> None:
     assert options.ray_options == {"num_cpus": 0.5, "resources": {"disk": 1}}
 
 
+def test_a_remote_function_retries_at_once_as_ray_resubmitted_a_failed_task() -> None:
+    retried = counted.options(max_retries=2, retry_exceptions=True)
+    options = _ray_dag.to_workflow(retried.bind("d", "n", 1), (), {}).step_options
+    assert [options.retry_wait(attempt) for attempt in (1, 2)] == [0.0, 0.0]
+
+
+def test_workflow_options_retry_delay_gives_a_remote_function_backoff() -> None:
+    backoff = workflow.options(retry_delay=0.5, max_retry_delay=1.0)
+    retried = counted.options(max_retries=3, retry_exceptions=True, **backoff)
+    options = _ray_dag.to_workflow(retried.bind("d", "n", 1), (), {}).step_options
+    assert [options.retry_wait(attempt) for attempt in (1, 2, 3)] == [0.5, 1.0, 1.0]
+
+
 def test_more_than_one_return_is_rejected() -> None:
     with pytest.raises(ValueError, match="num_returns=2"):
         _ray_dag.to_workflow(double.options(num_returns=2).bind(1), (), {})

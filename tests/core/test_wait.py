@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from durably_test_helpers import count_runs, record_run, run_child
 
+import durably
 from durably import workflow_v1
+from durably._plugins import register_plugin, reset_registry
 
 pytestmark = pytest.mark.workflow
 
@@ -103,6 +106,61 @@ def test_a_wait_ends_at_its_timeout_with_the_values_ready_by_then(wf1: Any, tmp_
 
     waited = wf1.wait([gated.step(1), quick.step(2)], num_returns=2, timeout=0.5)
     assert ready_part.step(waited).run() == [2]
+
+
+class ClockedExecutor:
+    """Local threads, with a wait clock that never ticks: the wait step has not started to run."""
+
+    name = "clocked"
+    has_cluster_host = False
+
+    def __init__(self) -> None:
+        from durably.executors._local import LocalExecutor
+
+        self._inner = LocalExecutor()
+
+    def wait_clock(self) -> Any:
+        return lambda: False
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._inner, attribute)
+
+
+class ClockedPlugin:
+    @durably.hookimpl
+    def durably_executors(self) -> dict[str, Any]:
+        return {"clocked": ClockedExecutor}
+
+
+@pytest.fixture
+def clocked_registry() -> Iterator[None]:
+    reset_registry()
+    register_plugin(ClockedPlugin(), name="clocked")
+    yield
+    reset_registry()
+
+
+def test_a_wait_timeout_starts_when_the_executor_says_the_wait_step_runs(
+    clocked_registry: None, tmp_path: Path
+) -> None:
+    # Ray 1.x counted a wait's timeout from when its zero-CPU wait task started on a worker, not
+    # from when its inputs were submitted; until the clock ticks, even timeout=0 waits for inputs.
+    workflow_v1.init(storage=str(tmp_path / "store"), executor="clocked")
+    gate = str(tmp_path / "gate")
+
+    @workflow_v1.step
+    def gated(value: int) -> int:
+        _wait_for_file(gate)
+        return value
+
+    @workflow_v1.step
+    def opens_the_gate(value: int) -> int:
+        Path(gate).touch()
+        return value
+
+    waited = workflow_v1.wait([gated.step(1), opens_the_gate.step(2)], num_returns=2, timeout=0)
+    ready, remaining = waited.run()
+    assert (ready, remaining) == ([1, 2], [])
 
 
 def test_every_consumer_of_a_wait_sees_the_same_split(wf1: Any, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,24 +22,39 @@ import pytest
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+# This session's own folder of global marks (ray_compat_utils reads it at import).
+os.environ.setdefault("DURABLY_RAY_COMPAT_MARKS", tempfile.mkdtemp(prefix="durably-ray-compat-marks-"))
 
 import ray_compat_utils  # noqa: E402
 from servers.ray_cluster import RayCluster  # noqa: E402
 
 NOT_APPLICABLE_FILE = HERE / "not_applicable.txt"
 #: Logical CPUs of the shared test cluster. Ray's tests ask for 4, 8 or 16 CPUs (through
-#: `indirect=True` parameters) so that their steps do not wait for each other; on this 2-core
-#: machine more logical CPUs only add worker processes, so they share one 4-CPU cluster, and so do
-#: the tests that ask for nothing. A test that asks for exactly 1 or 2 CPUs (it checks that a task
+#: `indirect=True` parameters) so that their steps do not wait for each other: v1/test_wait.py
+#: asks for 8 because steps of its first workflow still run (and hold CPUs) while the next one's
+#: five steps must all start within seconds. On this 2-core machine more logical CPUs only add
+#: worker processes, so they share one 8-CPU cluster, and so do the tests that ask for nothing
+#: (16 gets 8). A test that asks for exactly 1 or 2 CPUs (it checks that a task
 #: waits for CPUs) runs on the same cluster with a ballast actor holding the other CPUs, so exactly
 #: the CPUs it asked for are free. One cluster for the session: starting one is the slow, fragile
 #: part on a loaded machine (minutes at a load of 20), a ballast actor costs one worker process.
-DEFAULT_NUM_CPUS = 4
+DEFAULT_NUM_CPUS = 8
 EXACT_NUM_CPUS = (1, 2)
 BALLAST_NAME = "ray-compat-ballast"
 BALLAST_NAMESPACE = "ray-compat"
 #: ray.init() keywords that Ray's tests pass to the fixtures and that a `ray start` node can honour.
 CLUSTER_KEYWORDS = {"num_cpus", "resources"}
+#: How many idle workers the cluster keeps (Ray's default: one per CPU, and it kills the others
+#: after a second): a test that runs more steps at once than the cluster has CPUs (zero-CPU
+#: steps, a workflow.wait) then finds workers started by an earlier test instead of starting
+#: new ones, each a Python start that takes seconds on a loaded 2-core machine.
+IDLE_WORKERS = DEFAULT_NUM_CPUS
+#: How many workers the cluster starts through durably before the first workflow test (they
+#: stay idle for the next tests): Ray starts a task's worker for the job that submits it, here
+#: the engine actor's, so warming the pool from the driver's own tasks would not help. All the
+#: idle ones: Ray's wait tests run a step, five steps under a wait, and the wait's zero-CPU
+#: clock at once, and give the steps seconds.
+WARM_WORKERS = IDLE_WORKERS
 
 
 class _Ballast:
@@ -90,10 +106,12 @@ def _ballast_alive() -> bool:
 class _ClusterPool:
     """At most one test Ray cluster at a time; a test that asks for other resources gets a fresh one."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: Path) -> None:
+        self._scratch = scratch  # the warm-up's storage and files, a folder per cluster
         self._cluster: RayCluster | None = None
         self._key: tuple[int, str, int] | None = None
         self._ballast = _Ballast()
+        self._warm = False
 
     def connect(self, params: dict[str, Any]) -> RayCluster:
         import ray
@@ -130,7 +148,9 @@ class _ClusterPool:
         """A loaded machine can miss Ray's 30 s node registration or GCS timeouts: retry."""
         for attempt in range(1, attempts + 1):
             # Held before it is ready, so that a test timeout during start-up still stops it.
-            self._cluster = RayCluster(num_cpus=num_cpus, resources=resources)
+            self._cluster = RayCluster(
+                num_cpus=num_cpus, resources=resources, env={"RAY_num_workers_soft_limit": str(IDLE_WORKERS)}
+            )
             try:
                 self._cluster.wait_ready(timeout=300)
                 return
@@ -143,7 +163,45 @@ class _ClusterPool:
     def address(self) -> str:
         return self.connect({}).address
 
+    def warm(self) -> None:
+        """Start WARM_WORKERS workers through durably once per cluster (on a storage of its own).
+
+        Tests that start several steps at once (Ray's wait tests give theirs seconds) then find
+        workers ready rather than starting them all together on a loaded machine.
+        """
+        if self._warm:
+            return
+        import ray
+
+        from durably import workflow
+
+        def meet(folder: str, index: int, count: int) -> int:
+            """Stay until every warm-up step runs: each holds a worker of its own meanwhile."""
+            import pathlib
+            import time
+
+            (pathlib.Path(folder) / str(index)).touch()
+            while len(list(pathlib.Path(folder).iterdir())) < count:
+                time.sleep(0.02)
+            return index
+
+        def gather(*indexes: int) -> int:
+            return len(indexes)
+
+        storage = Path(tempfile.mkdtemp(dir=self._scratch))
+        folder = storage / "met"
+        folder.mkdir()
+        # Zero CPUs: a ballast may hold CPUs; the workers started serve steps of any size.
+        step = ray.remote(num_cpus=0)(meet)
+        dag = ray.remote(num_cpus=0)(gather).bind(
+            *[step.bind(str(folder), index, WARM_WORKERS) for index in range(WARM_WORKERS)]
+        )
+        workflow.init(storage=str(storage / "workflows"), executor="ray")
+        workflow.run(dag, workflow_id="warm-up")
+        self._warm = True
+
     def stop(self) -> None:
+        self._warm = False  # its workers go with the cluster
         self._ballast.cpus = 0  # it goes with its cluster
         if self._cluster is not None:
             self._cluster.stop()
@@ -151,10 +209,10 @@ class _ClusterPool:
 
 
 @pytest.fixture(scope="session")
-def _ray_pool() -> Iterator[_ClusterPool]:
+def _ray_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_ClusterPool]:
     import ray
 
-    pool = _ClusterPool()
+    pool = _ClusterPool(tmp_path_factory.mktemp("warm-up"))
     try:
         yield pool
     finally:
@@ -167,6 +225,7 @@ def _start_workflows(pool: _ClusterPool, params: dict[str, Any], storage: Path) 
     from durably import workflow
 
     cluster = pool.connect(params)
+    pool.warm()
     ray_compat_utils.clear_marks()
     workflow.init(storage=str(storage), executor="ray")
     return cluster.address

@@ -30,8 +30,15 @@ __all__ = [
     "wait_for_condition",
 ]
 
+#: Names the folder of one session's marks (conftest.py sets it to a fresh folder).
+MARKS_ENV = "DURABLY_RAY_COMPAT_MARKS"
 # Marks are files, so a step on any worker and the test driver see the same flag (as in Ray).
-_GLOBAL_MARK_PATH = pathlib.Path(tempfile.gettempdir()) / f"durably-ray-compat-{os.getuid()}"
+# One folder per session: two sessions on one machine (several engineers, CI) would otherwise
+# clear and set each other's marks. Workers get the path with this module, which the suite
+# pickles by value; driver scripts that tests start inherit the variable.
+_GLOBAL_MARK_PATH = pathlib.Path(
+    os.environ.get(MARKS_ENV) or pathlib.Path(tempfile.gettempdir()) / f"durably-ray-compat-{os.getuid()}"
+)
 _GLOBAL_MARK_PATH.mkdir(exist_ok=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

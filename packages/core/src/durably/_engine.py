@@ -13,9 +13,11 @@ Everything is iterative: graphs 100,000 steps deep are fine.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -102,8 +104,12 @@ class WorkflowEngine:
         # likely will again, so their consumers are held back until the outcome is known.
         self.continuing: set[str] = set()
         self.running: set[str] = set()
-        #: ``workflow.wait`` steps waiting for their inputs, with their deadlines (monotonic).
+        #: ``workflow.wait`` steps waiting for their inputs, with their deadlines (monotonic;
+        #: None: no timeout; inf: the timeout has not started, see ``clocks``).
         self.waits: dict[str, float | None] = {}
+        #: Wait steps whose timeout starts when their clock says it does (``_start_wait``), with
+        #: the clock (None until it is started, after the wait's inputs were submitted).
+        self.clocks: dict[str, Callable[[], bool] | None] = {}
         #: The steps whose uncaught failure ends this run (the one that failed, and the consumer
         #: whose outcome reported it).
         self.failed_steps: set[str] = set()
@@ -291,13 +297,39 @@ class WorkflowEngine:
 
     # -- workflow.wait ------------------------------------------------------------------------
     def _start_wait(self, node: _Node) -> None:
+        """Watch a wait step's inputs; its timeout counts from when the wait step "runs".
+
+        Ray 1.x ran a wait step as a zero-CPU task submitted after its inputs and counted its
+        timeout from when that task started on a worker, so cold workers starting for the
+        inputs did not eat into it. An executor with ``wait_clock`` does the same: the
+        engine starts the clock once the inputs are submitted and the timeout when it ticks.
+        """
         assert node.spec.wait is not None
         node.state = WAITING
         timeout = node.spec.wait.timeout
-        self.waits[node.spec.step_id] = None if timeout is None else time.monotonic() + timeout
+        step_id = node.spec.step_id
+        if timeout is not None and getattr(self.executor, "wait_clock", None) is not None:
+            self.waits[step_id] = math.inf
+            self.clocks[step_id] = None
+        else:
+            self.waits[step_id] = None if timeout is None else time.monotonic() + timeout
+
+    def _tick_clocks(self) -> None:
+        """Start the clocks of new wait steps (their inputs are submitted by now), and the
+        timeouts of those whose clock ticked."""
+        for step_id, started in list(self.clocks.items()):
+            if started is None:
+                self.clocks[step_id] = self.executor.wait_clock()  # type: ignore[attr-defined]  # optional
+            elif started():
+                del self.clocks[step_id]
+                wait = self.nodes[step_id].spec.wait
+                assert wait is not None and wait.timeout is not None  # only timed waits have a clock
+                self.waits[step_id] = time.monotonic() + wait.timeout
 
     def _check_waits(self) -> None:
         """Resolve the wait steps whose inputs are ready enough, or whose timeout passed."""
+        if self.clocks:
+            self._tick_clocks()
         for step_id, deadline in list(self.waits.items()):
             node = self.nodes[step_id]
             assert node.spec.wait is not None
@@ -306,6 +338,7 @@ class WorkflowEngine:
             enough = len(ready) >= node.spec.wait.num_returns
             if enough or (deadline is not None and time.monotonic() >= deadline):
                 del self.waits[step_id]
+                self.clocks.pop(step_id, None)
                 self._finish_wait(node, set(ready))
 
     def _finish_wait(self, node: _Node, ready: set[str]) -> None:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 #: Where Ray 2.x kept workflow options among a remote function's options: ``_metadata[...]``.
 WORKFLOW_OPTIONS = "workflow.io/options"
 
-#: The keys ``workflow.options`` accepts (Ray 2.x's four, plus the retry settings of 2.0).
+#: The keys ``workflow.options`` accepts (Ray 2.x's four, the retry settings of 2.0, and durably's
+#: retry backoff).
 WORKFLOW_OPTION_NAMES = (
     "task_id",
     "metadata",
@@ -40,6 +41,8 @@ WORKFLOW_OPTION_NAMES = (
     "checkpoint",
     "max_retries",
     "retry_exceptions",
+    "retry_delay",
+    "max_retry_delay",
 )
 
 #: Ray task options that cannot be applied to one call: ``max_calls`` is per worker, not per task.
@@ -48,6 +51,9 @@ _DROPPED_RAY_OPTIONS = ("max_calls", "name")
 #: Ray's defaults for the options it retries with: 3 system-failure retries, no exception retries.
 _RAY_DEFAULT_MAX_RETRIES = 3
 _RAY_DEFAULT_RETRY_EXCEPTIONS = False
+#: Ray resubmits a failed task at once (its ``task_retry_delay_ms`` is 0), so a remote function's
+#: exception retries start at once too unless ``workflow.options(retry_delay=...)`` asks for backoff.
+_RAY_RETRY_DELAY = 0.0
 
 _SUPPORTED = (
     "durably runs Ray DAGs of remote functions (f.bind(...)) with InputNode arguments; "
@@ -65,8 +71,10 @@ class options(Mapping[str, Any]):  # named as in Ray 2.x
     Spread into ``.options``: ``f.options(**workflow.options(task_id="a", metadata={...})).bind()``,
     or decorate: ``@workflow.options(catch_exceptions=True)`` above ``@ray.remote``. Accepts
     ``task_id`` (the step's name: ``get_output(id, task_id=...)``), ``metadata``,
-    ``catch_exceptions``, ``checkpoint``, ``max_retries`` and ``retry_exceptions``; values are
-    checked here, so mistakes surface where they are written.
+    ``catch_exceptions``, ``checkpoint``, ``max_retries``, ``retry_exceptions`` and durably's
+    ``retry_delay`` / ``max_retry_delay`` (a remote function's exceptions are retried at once, as
+    Ray resubmitted a failed task at once, unless ``retry_delay`` asks for exponential backoff);
+    values are checked here, so mistakes surface where they are written.
     """
 
     def __init__(self, **workflow_options: Any) -> None:
@@ -132,10 +140,11 @@ def _step_options_from(workflow_options: Mapping[str, Any], ray_options: dict[st
         "retry_exceptions": workflow_options.get(
             "retry_exceptions", ray_options.pop("retry_exceptions", _RAY_DEFAULT_RETRY_EXCEPTIONS)
         ),
+        "retry_delay": workflow_options.get("retry_delay", _RAY_RETRY_DELAY),
     }
     if workflow_options.get("task_id") is not None:
         given["name"] = workflow_options["task_id"]
-    for key in ("metadata", "catch_exceptions", "checkpoint"):
+    for key in ("metadata", "catch_exceptions", "checkpoint", "max_retry_delay"):
         if workflow_options.get(key) is not None:
             given[key] = workflow_options[key]
     try:

@@ -45,6 +45,9 @@ class Executor(Protocol):
     # Optional: ``supports_runtime_env = True`` says the executor honours ``StepTask.runtime_env``
     # (a workflow's code snapshot, Ray's runtime_env format); without it, workflows that have a
     # snapshot are refused (``getattr(executor, "supports_runtime_env", False)``).
+    # Optional: ``wait_clock() -> Callable[[], bool]`` starts a zero-CPU task and returns a check
+    # that is True once it ran; a ``workflow.wait`` timeout then counts from there (as Ray 1.x's
+    # wait task did), not from when the engine reached the wait.
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         """Start ``execute_step(task, *inputs)`` once the handles among ``inputs`` are ready.

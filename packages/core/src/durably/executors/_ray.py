@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
@@ -44,6 +44,10 @@ def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
         EXECUTION.reset(token)
 
 
+def _wait_clock_task() -> None:
+    """Does nothing: a ``workflow.wait`` step's timeout starts when this task starts (Ray 1.x)."""
+
+
 class RayExecutor:
     """Submits ``execute_step`` as a two-result Ray task with the step's Ray options."""
 
@@ -53,6 +57,8 @@ class RayExecutor:
 
     def __init__(self) -> None:
         self._remote = ray.remote(num_returns=2)(execute_ray_step)
+        # Zero CPUs, as Ray 1.x's wait task had: a wait is never held back by the steps it watches.
+        self._clock = ray.remote(num_cpus=0, max_retries=0)(_wait_clock_task)
         self._configured: dict[tuple[int, int], tuple[StepOptions, Any, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
@@ -80,6 +86,15 @@ class RayExecutor:
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         value, info = self._remote_for(task.spec.options, task.runtime_env).remote(task, *inputs)
         return value, info
+
+    def wait_clock(self) -> Callable[[], bool]:
+        """A check that turns True once a zero-CPU task submitted now has run on a worker.
+
+        Ray 1.x ran ``workflow.wait`` as such a task and counted its timeout from there; the
+        engine does the same with this clock (a failed task counts as started).
+        """
+        started = self._clock.remote()
+        return lambda: bool(ray.wait([started], timeout=0)[0])
 
     def submit_event(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         # One shared async actor holds every waiting event step of the cluster, with no CPU.
