@@ -55,6 +55,10 @@ IDLE_WORKERS = DEFAULT_NUM_CPUS
 #: idle ones: Ray's wait tests run a step, five steps under a wait, and the wait's zero-CPU
 #: clock at once, and give the steps seconds.
 WARM_WORKERS = IDLE_WORKERS
+#: How long a test waits for the CPUs that steps of earlier tests still hold (a workflow a test
+#: started and left running: Ray's fixtures stopped the cluster after each test, which ended it)
+#: before the cluster is restarted under it.
+LEFTOVER_GRACE_SECONDS = 10.0
 
 
 class _Ballast:
@@ -123,6 +127,8 @@ class _ClusterPool:
                 f"they understand {sorted(CLUSTER_KEYWORDS)} (add the keyword to conftest.py)"
             )
         key = self.key_of(params)
+        if self._key is not None and key[:2] == self._key[:2] and not self._cpus_come_free():
+            self._key = None  # earlier tests' steps hold CPUs: a fresh cluster, as Ray's fixtures gave
         if self._key is None or key[:2] != self._key[:2]:  # the ballast alone changes without a restart
             ray.shutdown()
             self.stop()
@@ -133,6 +139,22 @@ class _ClusterPool:
             ray.init(address=self._cluster.address, log_to_driver=False)
         self._ballast.hold(key[2])
         return self._cluster
+
+    def _cpus_come_free(self) -> bool:
+        """Whether every CPU not held by the ballast is free, or comes free within the grace period."""
+        import ray
+
+        if not ray.is_initialized():
+            assert self._cluster is not None
+            ray.init(address=self._cluster.address, log_to_driver=False)
+        deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
+        while True:
+            free = ray.available_resources().get("CPU", 0.0)
+            if free + self._ballast.cpus >= DEFAULT_NUM_CPUS:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
     @staticmethod
     def key_of(params: dict[str, Any]) -> tuple[int, str, int]:
