@@ -355,6 +355,16 @@ class RayEngineHost:
             if actor is None:
                 self.actors[index] = self._create(index, nodes)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The host travels to Ray tasks (get_output reads through it); a lock does not.
+        state = self.__dict__.copy()
+        del state["_replacing"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._replacing = threading.Lock()
+
     @property
     def actor(self) -> Any:
         """The first engine actor (the one that runs gc and, with queue limits, every workflow)."""
