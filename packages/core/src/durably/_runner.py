@@ -267,7 +267,6 @@ def record_finished_step(
     if store_output:
         # A lazy Dataset would run once for the checkpoint and again in each consumer.
         result = materialize(result)
-    if store_output:
         check_held(store.storage, store.lease_key)
     if store_output and not store.save_step_output(spec.step_id, result, meta):
         result = store.load_step_output(spec.step_id)
