@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -84,10 +84,14 @@ class WorkflowEngine:
         cancel_event: threading.Event | None = None,
         lease: Any = None,
         snapshot: CodeSnapshot | None = None,
+        inherited_env: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         #: The workflow's code snapshot: every step task runs under its runtime_env.
         self.snapshot = snapshot
+        #: The runtime_env of the Ray job that asked for this run, which steps inherit as a
+        #: task inherits its job's (``StepTask.inherited_env``); the snapshot wins over it.
+        self.inherited_env = inherited_env
         self.storage_url = storage_url
         self.executor = executor
         self.cancel_event = cancel_event or threading.Event()
@@ -286,6 +290,7 @@ class WorkflowEngine:
             propagation_context(workflow_id),
             runtime_env,
             self.took_over,
+            inherited_env=self.inherited_env if not node.spec.event else None,
         )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)
