@@ -20,7 +20,7 @@ from durably._graph import Graph
 from durably._inspect import stored_result
 from durably._lease import Lease, LeaseLost
 from durably._plugins import hook
-from durably._snapshots import CodeSnapshot
+from durably._snapshots import CodeSnapshot, InheritedEnv
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
@@ -88,7 +88,15 @@ def drive(
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata, context=context or {})
         engine = WorkflowEngine(
-            store, storage_url, executor, graph, cancel_event, lease, snapshot, inherited_env
+            store,
+            storage_url,
+            executor,
+            graph,
+            cancel_event,
+            lease,
+            snapshot,
+            # The snapshot, when there is one, is every step's whole runtime_env.
+            InheritedEnv(inherited_env) if inherited_env and snapshot is None else None,
         )
         try:
             output_step, value = engine.run()

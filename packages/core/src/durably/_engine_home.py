@@ -89,7 +89,9 @@ class EngineHome:
         while True:
             with self._lock:
                 if self._child.poll() is not None:
-                    _log.warning("the durably home driver exited (code %s); starting it again", self._child.returncode)
+                    _log.warning(
+                        "the durably home driver exited (code %s); starting it again", self._child.returncode
+                    )
                     self._child = self._spawn()
             try:
                 factory = ray.get_actor(FACTORY_ACTOR_NAME, namespace=HOME_NAMESPACE)
@@ -136,7 +138,7 @@ def main(address: str) -> None:
 
     ray.init(address=address, namespace=HOME_NAMESPACE, log_to_driver=False)
     # Non-detached: it dies with this job; the handle kept here keeps it alive until then.
-    factory = ray.remote(num_cpus=0)(EngineFactory).options(name=FACTORY_ACTOR_NAME).remote()
+    factory: Any = ray.remote(num_cpus=0)(EngineFactory).options(name=FACTORY_ACTOR_NAME).remote()
     ray.get(factory.ping.remote())
     while os.getppid() == parent:
         time.sleep(1.0)

@@ -527,7 +527,7 @@ class RayEngineHost:
                     timeout=FACTORY_TIMEOUT,
                 )
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as error:
-                _log.warning("the engine factory did not create %s (%s); creating it here", options["name"], error)
+                _log.warning("the engine factory did not make %s (%s); made here", options["name"], error)
         return self._actor_class.options(**options).remote(self._executor_name)
 
     def _engine_factory(self) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import signal
 import threading
 import uuid
@@ -99,7 +100,8 @@ class RayExecutor:
         # A workflow's snapshot (or inherited env) is the same dict for each of its steps.
         key = (id(options), id(runtime_env), id(inherited_env))
         cached = self._configured.get(key)
-        if cached is not None and cached[0] is options and cached[1] is runtime_env and cached[2] is inherited_env:
+        # Ids of freed objects are reused: the cached entry must hold these very objects.
+        if cached is not None and all(map(operator.is_, cached[:3], (options, runtime_env, inherited_env))):
             return cached[3]
         ray_options = dict(options.ray_options)
         if runtime_env is not None:
