@@ -136,7 +136,8 @@ def main(address: str) -> None:
     _die_with_parent()
     import ray
 
-    ray.init(address=address, namespace=HOME_NAMESPACE, log_to_driver=False)
+    # Quiet: its output lands in the home worker's log, which Ray shows the home's creator.
+    ray.init(address=address, namespace=HOME_NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
     # Non-detached: it dies with this job; the handle kept here keeps it alive until then.
     factory: Any = ray.remote(num_cpus=0)(EngineFactory).options(name=FACTORY_ACTOR_NAME).remote()
     ray.get(factory.ping.remote())

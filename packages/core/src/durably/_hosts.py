@@ -519,19 +519,27 @@ class RayEngineHost:
             node = _least_used(nodes, self._engine_nodes(besides=index), index)
             self._pinned[index] = node
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-        factory = self._engine_factory()
-        if factory is not None:
+        for fresh in (False, True):
+            factory = self._engine_factory(fresh)
+            if factory is None:
+                break
             try:
                 return ray.get(
                     factory.create.remote(EngineActor, options, (self._executor_name,)),
                     timeout=FACTORY_TIMEOUT,
                 )
+            except ray.exceptions.RayActorError:
+                continue  # the factory's job ended (its home restarted, on another node): ask again
             except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as error:
                 _log.warning("the engine factory did not make %s (%s); made here", options["name"], error)
+                break
         return self._actor_class.options(**options).remote(self._executor_name)
 
-    def _engine_factory(self) -> Any:
-        """The cluster's engine factory, or None if it could not be had (asked once per host)."""
+    def _engine_factory(self, fresh: bool = False) -> Any:
+        """The cluster's engine factory (``fresh``: asked of the home again), or None if the home
+        could not give one; after that this host makes its engines itself, not waiting again."""
+        if fresh and self._factory is not None:
+            self._factory, self._factory_asked = None, False
         if not self._factory_asked:
             self._factory_asked = True
             try:
