@@ -49,6 +49,7 @@ class ActorHost:
         configure_worker(target.storage_url, target.executor)
         self.target = target
         self.core = core_for(target.storage_url, target.actor_id)
+        self.core.compact_behind_calls()
         self._last_call = time.monotonic()
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
