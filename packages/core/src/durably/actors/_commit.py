@@ -74,10 +74,11 @@ class ActorCore:
         """Run each compaction in a thread behind the call that triggered it (the Ray host does).
 
         Compaction deletes a file per call, which on a disk with online discard costs as much as
-        the commit's own write; behind the call, it overlaps with the hops to the next call. The
-        next call waits for it before it starts, so the log stays as bounded as with compaction
-        in line, and nothing else changes: compaction already runs alongside other processes'
-        writers and readers.
+        the commit's own write; behind the call, it overlaps with the next calls instead of
+        delaying the one that triggered it. It runs alongside this process's next commits as it
+        already runs alongside other processes' writers and readers, so the protocol is the same.
+        One runs at a time: the next one waits for it, so the log holds at most ``COMPACT_EVERY``
+        more records than with compaction in line.
         """
         self._compact_behind = True
 
@@ -235,7 +236,6 @@ class ActorCore:
 
         ``retryable``: whether the call id may be sent again later (``CallRecord.retryable``).
         """
-        self._finish_compaction()
         with _observed_call(self.actor_id, method, False, context):
             return self._apply(target, method, args, kwargs, call_id, retryable)
 
@@ -298,13 +298,14 @@ class ActorCore:
             self._compactor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="durably-actor-compaction"
             )
+        self._finish_compaction()
         self._compaction = self._compactor.submit(self.store.compact, head)
 
     def _finish_compaction(self) -> None:
-        """Wait for the compaction running behind the previous call, if any.
+        """Wait for the compaction running behind an earlier call, if any.
 
         A failed one is logged, not raised: the call it ran behind has returned, the call now
-        starting has nothing to do with it, and the next compaction deletes what it left.
+        committing has nothing to do with it, and this next compaction deletes what it left.
         """
         compaction, self._compaction = self._compaction, None
         if compaction is None:
