@@ -41,6 +41,19 @@ def sleepy(path: str) -> str:
     return "woke"
 
 
+@workflow.step
+def holds_on(started: str, interrupted: str) -> str:
+    Path(started).touch()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        Path(interrupted).touch()
+        raise
+    return "never interrupted"
+
+
 def _failing_flow(counter_dir: Path) -> Any:
     return combine.step(counted.step(str(counter_dir), "before", 1), gate.step(str(counter_dir), 2))
 
@@ -168,6 +181,25 @@ def test_cancel_stops_a_running_workflow(wf: Any, tmp_path: Path) -> None:
         # The local executor cannot interrupt a running step: wake it, or its thread writes to
         # the storage server long after the session stopped it (and holds the interpreter's exit).
         wake.touch()
+
+
+def test_cancel_interrupts_a_step_running_on_a_ray_worker_that_ignores_sigint(
+    ray_cluster: Any, storage_url: str, tmp_path: Path
+) -> None:
+    # The test cluster's processes ignore SIGINT (tests/servers/ray_cluster.py), as those of a
+    # cluster started from a script's background job do; Ray's cancel reaches a step through it.
+    workflow.init(storage=storage_url, executor="ray")
+    started, interrupted = tmp_path / "started", tmp_path / "interrupted"
+    handle = holds_on.step(str(started), str(interrupted)).run_async(workflow_id="interrupt-me")
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workflow.cancel("interrupt-me")
+    with pytest.raises(Exception, match="cancel"):
+        _result(handle)
+    while not interrupted.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert interrupted.exists(), "the step kept running after its workflow was cancelled"
 
 
 def test_cancel_of_a_failed_workflow_marks_it_canceled(wf: Any, counter_dir: Path) -> None:

@@ -93,6 +93,13 @@ def _announce_agent_ports(temp_dir: Path, ports: dict[str, int], stop: threading
         stop.wait(0.1)
 
 
+#: Runs a command with SIGINT ignored, which its children inherit: every test cluster runs as a
+#: cluster started from a script's background job, under nohup or by a service does, so tests
+#: see what users there see (Ray's cancel reaching a step's code through SIGINT, for one),
+#: whatever the shell that started the tests did with SIGINT.
+_SIGINT_IGNORED = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+
+
 class RayCluster:
     """One head node (and optional worker nodes) on a loopback address, with token authentication."""
 
@@ -152,7 +159,7 @@ class RayCluster:
         log = self.temp_dir / f"{name}-{len(self.nodes)}.log"
         node = ServerProcess(
             name,
-            [_ray_command(), "start", "--block", *arguments],
+            [*_SIGINT_IGNORED, _ray_command(), "start", "--block", *arguments],
             log,
             env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "", **self.auth_env(), **self.node_env},
         )

@@ -477,7 +477,12 @@ def list_all(
 
 # -- changing ---------------------------------------------------------------------------------
 def cancel(workflow_id: str, timeout: float = 30.0) -> None:
-    """Cancel the workflow: running steps are stopped, its status becomes CANCELED."""
+    """Cancel the workflow: running steps are stopped, its status becomes CANCELED.
+
+    On the ray executor a running step gets Ray's cancel (KeyboardInterrupt in its code, also
+    in workers that inherited an ignored SIGINT); on the local executor a step that has not
+    started does not start, and one already running in a thread runs to its end.
+    """
     cfg = _config.current()
     store = existing_store(workflow_id)
     status = _status_here(store)

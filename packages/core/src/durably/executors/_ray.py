@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,6 +27,20 @@ def _crashed_attempts() -> int | None:
     return int(attempt()) if attempt is not None else None
 
 
+def _let_cancel_interrupt() -> None:
+    """Let ``ray.cancel`` interrupt the step this worker is about to run.
+
+    Ray's cancel raises KeyboardInterrupt in a running task through Python's SIGINT handling,
+    which does nothing while SIGINT is ignored, and a cluster started from a script's background
+    job (``ray start ... &``), under ``nohup`` or by some service managers hands an ignored SIGINT
+    down to every worker: ``workflow.cancel`` then leaves the step running for ever. A step runs
+    in its worker's main thread, the only one that may set a handler.
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
     """``execute_step`` in a Ray task, told about the attempts of it Ray retried after a crash.
 
@@ -35,6 +50,7 @@ def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
     the task id, the same for each of Ray's retries, keys the record of the attempts that raised
     in a crashed worker (``_runner.Execution``).
     """
+    _let_cancel_interrupt()
     crashed = _crashed_attempts()
     execution = Execution(ray.get_runtime_context().get_task_id() or "", crashed or 0)  # unknown: 0
     token = EXECUTION.set(execution)
