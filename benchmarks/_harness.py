@@ -53,13 +53,16 @@ def step_count(workload: str, n: int) -> int:
         return n + 1
     if workload == "many":
         return MANY_CHAIN * n
+    if workload == "actor":
+        return n + 1
     return n
 
 
 def expected_result(workload: str, n: int) -> int:
     """What a correct run returns, so a fast but wrong implementation cannot win.
 
-    `many` returns the sum of its n workflows' outputs (3 each); `latency` the number of runs.
+    `many` returns the sum of its n workflows' outputs (3 each); `latency` the number of runs;
+    `actor` the counter after its first call and the n timed ones.
     """
     if workload == "fib":
         return fib_value(n)
@@ -67,6 +70,8 @@ def expected_result(workload: str, n: int) -> int:
         return n * (n + 1) // 2  # the sum of inc(i) for i in range(n)
     if workload == "many":
         return MANY_CHAIN * n
+    if workload == "actor":
+        return n + 1
     return n
 
 
@@ -101,6 +106,22 @@ def latency_figures(prefix: str, seconds: Iterable[float]) -> dict[str, float]:
         f"{prefix}p50_ms": 1000 * percentile(values, 50),
         f"{prefix}p99_ms": 1000 * percentile(values, 99),
     }
+
+
+def actor_calls(started: float, n: int, call: Callable[[], Any]) -> Measured:
+    """Time ``n`` calls of an actor created and called once since ``started`` (a perf_counter reading).
+
+    The calls alone are the workload's time: creating an actor starts a process (a Ray worker,
+    for durably the virtual actor's Ray host), which takes from milliseconds (an idle worker was
+    there) to seconds (a new one, on a loaded machine) and would drown the per-call cost. What
+    creation and the first call took is the figure ``create_ms``.
+    """
+    created = time.perf_counter()
+    value = 0
+    for _ in range(n):
+        value = call()
+    finished = time.perf_counter()
+    return Measured(int(value), {"create_ms": 1000 * (created - started)}, finished - created)
 
 
 def many_figures(submitted: list[float], finished: list[float]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from _harness import (
     MANY_CHAIN,
     Implementation,
     Measured,
+    actor_calls,
     init_ray,
     latency_figures,
     main,
@@ -96,12 +97,11 @@ class PlainRay(Implementation):
     def run_fib(self, n: int, run_id: str) -> int:
         return int(ray.get(_fib_tree(n)))
 
-    def run_actor(self, n: int, run_id: str) -> int:
+    def run_actor(self, n: int, run_id: str) -> Measured:
+        started = time.perf_counter()
         counter = Counter.remote()  # type: ignore[attr-defined]
-        value = 0
-        for _ in range(n):
-            value = ray.get(counter.incr.remote())
-        return value
+        ray.get(counter.incr.remote())  # the first call waits for the actor's process
+        return actor_calls(started, n, lambda: ray.get(counter.incr.remote()))
 
     # The durably backend workload is a chain on a chosen storage; its floor is the same chain.
     run_backend = run_chain

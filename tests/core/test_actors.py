@@ -424,8 +424,9 @@ def test_history_is_compacted_so_stored_objects_stay_bounded(wf: Any, storage_ur
     assert counter.value.run() == 500
     keys = _actor_keys(storage_url, "busy")
     log_records = [key for key in keys if "/log/" in key]
-    assert len(log_records) <= KEEP + COMPACT_EVERY
-    assert len(keys) <= KEEP + COMPACT_EVERY + 3  # + the class and the constructor's lease
+    # The Ray host compacts behind its calls, so the last compaction may still be running.
+    assert len(log_records) <= KEEP + 2 * COMPACT_EVERY
+    assert len(keys) <= KEEP + 2 * COMPACT_EVERY + 3  # + the class and the constructor's lease
 
 
 # -- bad input -----------------------------------------------------------------------------------

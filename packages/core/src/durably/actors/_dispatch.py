@@ -53,7 +53,7 @@ def call_async(
             tasks = _readonly_tasks.options(**code) if code else _readonly_tasks
             return tasks.remote(target, method, args, kwargs, context)
         _refuse_own_mutating_call(target, method)
-        return _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context, retryable)
+        return _ray_host.send(target, _ray_host.HostCall(method, args, kwargs, call_id, context, retryable))
     if readonly:
         return _local_queue.pool.submit(
             contextvars.copy_context().run, core.apply_readonly, target, method, args, kwargs, context
@@ -92,12 +92,11 @@ def call(
         )
     import ray
 
+    request = _ray_host.HostCall(method, args, kwargs, call_id, context, retryable)
     deadline = time.monotonic() + _RETRY_HOST_SECONDS
     while True:
         try:
-            return ray.get(
-                _ray_host.host_for(target).call.remote(method, args, kwargs, call_id, context, retryable)
-            )
+            return ray.get(_ray_host.send(target, request))
         except ray.exceptions.RayActorError:
             # The host died (or exited idle) with the call queued or running: start a new one and
             # send the same call again; if it had committed, its call id finds the result.

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from durably import _config
 from durably._resolve import open_storage
@@ -22,6 +22,22 @@ HOST_IDLE_SECONDS = float(os.environ.get("DURABLY_ACTOR_HOST_IDLE_SECONDS", "300
 HOST_NAMESPACE = "durably"
 
 
+class HostCall(NamedTuple):
+    """One mutating call as the host receives it: a single Ray argument.
+
+    Ray serialises each top-level argument of an actor call on its own; six of them cost about
+    as much again as the hop itself (benchmarks/PROFILE.md, item 5), one tuple costs one.
+    """
+
+    method: str
+    args: Any
+    kwargs: Any
+    call_id: str
+    context: Mapping[str, str] | None
+    #: Whether anyone may send this call id again (``CallRecord.retryable``).
+    retryable: bool
+
+
 class ActorHost:
     """The Ray actor that applies one virtual actor's mutating calls, with its state cache kept warm.
 
@@ -33,22 +49,23 @@ class ActorHost:
         configure_worker(target.storage_url, target.executor)
         self.target = target
         self.core = core_for(target.storage_url, target.actor_id)
+        self.core.compact_behind_calls()
         self._last_call = time.monotonic()
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="durably-actor-idle", daemon=True).start()
 
-    def call(
-        self,
-        method: str,
-        args: Any,
-        kwargs: Any,
-        call_id: str,
-        context: Mapping[str, str] | None = None,
-        retryable: bool = True,
-    ) -> Any:
+    def call(self, request: HostCall) -> Any:
         self._busy = True
         try:
-            return self.core.apply(self.target, method, args, kwargs, call_id, context, retryable)
+            return self.core.apply(
+                self.target,
+                request.method,
+                request.args,
+                request.kwargs,
+                request.call_id,
+                request.context,
+                request.retryable,
+            )
         finally:
             self._busy = False
             self._last_call = time.monotonic()
@@ -77,8 +94,10 @@ def host_name(target: Target) -> str:
     return f"durably-actor-{digest}"
 
 
-_hosts: dict[str, Any] = {}
+#: The bound ``call`` method of each virtual actor's host this process knows, by target.
+_hosts: dict[Target, Any] = {}
 _hosts_lock = threading.Lock()
+_remote_class: Any = None
 
 
 def code_options(target: Target) -> dict[str, Any]:
@@ -88,29 +107,37 @@ def code_options(target: Target) -> dict[str, Any]:
     return {} if record is None else {"runtime_env": CodeSnapshot(storage, record).ray_env()}
 
 
-def host_for(target: Target) -> Any:
+def send(target: Target, request: HostCall) -> Any:
+    """Send a mutating call to the virtual actor's host (started if needed); its ``ray.ObjectRef``."""
+    call = _hosts.get(target)
+    if call is None:
+        call = _start_host(target)
+    return call.remote(request)
+
+
+def _start_host(target: Target) -> Any:
+    """The ``call`` method of the target's host: the running one, or a new one."""
     import ray
 
-    name = host_name(target)
-    host = _hosts.get(name)
-    if host is None:
-        remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
-        host = remote_class.options(  # type: ignore[attr-defined]
-            name=name,
-            namespace=HOST_NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=0,
-            **code_options(target),
-        ).remote(target)
-        with _hosts_lock:
-            _hosts[name] = host
-    return host
+    global _remote_class
+    if _remote_class is None:  # one Ray actor class for every host: exported to the cluster once
+        _remote_class = ray.remote(num_cpus=0, max_concurrency=1)(ActorHost)  # type: ignore[call-overload]
+    host = _remote_class.options(
+        name=host_name(target),
+        namespace=HOST_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=0,
+        **code_options(target),
+    ).remote(target)
+    with _hosts_lock:
+        _hosts[target] = host.call
+    return host.call
 
 
 def forget_host(target: Target) -> None:
     with _hosts_lock:
-        _hosts.pop(host_name(target), None)
+        _hosts.pop(target, None)
 
 
 def stop_host(target: Target) -> None:
