@@ -44,17 +44,21 @@ BALLAST_NAME = "ray-compat-ballast"
 BALLAST_NAMESPACE = "ray-compat"
 #: ray.init() keywords that Ray's tests pass to the fixtures and that a `ray start` node can honour.
 CLUSTER_KEYWORDS = {"num_cpus", "resources"}
-#: How many idle workers the cluster keeps (Ray's default: one per CPU, and it kills the others
-#: after a second): a test that runs more steps at once than the cluster has CPUs (zero-CPU
-#: steps, a workflow.wait) then finds workers started by an earlier test instead of starting
-#: new ones, each a Python start that takes seconds on a loaded 2-core machine.
-IDLE_WORKERS = DEFAULT_NUM_CPUS
+#: Ray's soft limit on live workers (RAY_num_workers_soft_limit; by default the CPU count): above
+#: it, Ray kills each idle worker after a second. It counts every live worker, actors included,
+#: and each virtual actor has a host process: Ray's virtual-actor tests leave about twenty on the
+#: shared cluster (Ray's fixtures stopped the cluster after each test), which left no idle worker
+#: for the wait tests after them. Room for those and for the idle ones: a test that runs more
+#: steps at once than the cluster has CPUs (zero-CPU steps, a workflow.wait) then finds workers
+#: started by an earlier test instead of starting new ones, each a Python start that takes
+#: seconds on a loaded 2-core machine.
+WORKER_SOFT_LIMIT = 64
 #: How many workers the cluster starts through durably before the first workflow test (they
 #: stay idle for the next tests): Ray starts a task's worker for the job that submits it, here
-#: the engine actor's, so warming the pool from the driver's own tasks would not help. All the
-#: idle ones: Ray's wait tests run a step, five steps under a wait, and the wait's zero-CPU
-#: clock at once, and give the steps seconds.
-WARM_WORKERS = IDLE_WORKERS
+#: the engine actor's, so warming the pool from the driver's own tasks would not help. One per
+#: CPU: Ray's wait tests run a step, five steps under a wait, and the wait's zero-CPU clock at
+#: once, and give the steps seconds.
+WARM_WORKERS = DEFAULT_NUM_CPUS
 #: How long a test waits for the CPUs that steps of earlier tests still hold (a workflow a test
 #: started and left running: Ray's fixtures stopped the cluster after each test, which ended it)
 #: before the cluster is restarted under it.
@@ -171,7 +175,9 @@ class _ClusterPool:
         for attempt in range(1, attempts + 1):
             # Held before it is ready, so that a test timeout during start-up still stops it.
             self._cluster = RayCluster(
-                num_cpus=num_cpus, resources=resources, env={"RAY_num_workers_soft_limit": str(IDLE_WORKERS)}
+                num_cpus=num_cpus,
+                resources=resources,
+                env={"RAY_num_workers_soft_limit": str(WORKER_SOFT_LIMIT)},
             )
             try:
                 self._cluster.wait_ready(timeout=300)
