@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durably_test_helpers import count_runs, record_run
+from durably_test_helpers import count_runs, record_run, run_child
 
 from durably import _config, workflow
+from durably._engine_home import FACTORY_ACTOR_NAME, HOME_ACTOR_NAME
 from durably._hosts import (
     ENGINE_NAMESPACE,
     ENGINES_ENV,
@@ -295,6 +296,83 @@ def test_an_engine_killed_for_good_is_created_again_by_the_next_workflow_sent_to
     (workflow_id,) = _ids_on(2, 1, 1, "recreated")
     step = wait_for_gate.step(str(gate), str(counter_dir), "step", 4)
     assert step.run(workflow_id=workflow_id) == 4
+
+
+ENGINES_CREATING_DRIVER = """
+from durably import workflow
+
+@workflow.step
+def nothing():
+    return None
+
+workflow.init(storage={storage!r}, executor="ray")
+nothing.step().run(workflow_id="made-the-engines")
+"""
+
+
+@workflow.step
+def worker_pid() -> int:
+    return os.getpid()
+
+
+@workflow.step
+def gathered(*pids: int) -> list[int]:
+    return list(pids)
+
+
+def test_steps_reuse_warm_workers_after_the_driver_that_created_the_engines_exited(
+    fresh_engines: None, ray_cluster: Any, storage_url: str
+) -> None:
+    # Ray kills every idle worker of a job as soon as its driver has exited: engines of the first
+    # driver's job would start each later step on a new worker. They belong to the home's job.
+    child = run_child(ENGINES_CREATING_DRIVER.format(storage=storage_url), env=ray_cluster.env())
+    assert child.returncode == 0, child.stderr
+    workflow.init(storage=storage_url, executor="ray")
+    runs = [
+        gathered.step(*[worker_pid.step() for _ in range(3)]).run(workflow_id=f"pids-{number}")
+        for number in range(2)
+    ]
+    assert set(runs[0]) & set(runs[1])
+
+
+def _job_of(actor: Any) -> str:
+    import ray
+
+    def job(_: Any) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_job_id())
+
+    return str(ray.get(actor.__ray_call__.remote(job), timeout=120))
+
+
+def test_an_engine_lost_with_the_home_is_made_again_in_a_new_homes_job(
+    fresh_engines: None, ray_cluster: Any, storage_url: str, tmp_path: Path, counter_dir: Path
+) -> None:
+    import ray
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    workflow.init(storage=storage_url, executor="ray", engines=1)
+    step = wait_for_gate.step(str(gate), str(counter_dir), "step", 4)
+    assert step.run(workflow_id="before") == 4
+    # As when the home's node and every engine are gone: the factory's job ends with the home.
+    ray.kill(ray.get_actor(HOME_ACTOR_NAME, namespace=ENGINE_NAMESPACE), no_restart=True)
+    _wait_for(lambda: FACTORY_ACTOR_NAME not in _named_in_durably(), "the old factory is gone")
+    ray.kill(_engine(0), no_restart=True)
+    assert step.run(workflow_id="after") == 4
+    factory = ray.get_actor(FACTORY_ACTOR_NAME, namespace=ENGINE_NAMESPACE)
+    assert _job_of(_engine(0)) == _job_of(factory)
+
+
+def _named_in_durably() -> set[str]:
+    import ray
+
+    return {
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == ENGINE_NAMESPACE
+    }
 
 
 def _alive_nodes() -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Ray Jobs: a driver submitted with the Jobs API starts a workflow and exits; another job reads it.
 
-This is how KubeRay's RayJob runs drivers. Also: Ray Client (``ray://``) is refused, clearly.
+This is how KubeRay's RayJob runs drivers. Also: Ray Client (``ray://``) is refused, clearly, and
+steps run under the runtime_env of the job that started their workflow.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from durably_test_helpers import run_child
 from servers.ray_cluster import RayCluster
 
 from durably import _config, workflow
+from durably.executors._ray import inherit_runtime_env
 
 SUBMITTING_JOB = """
 import time
@@ -136,3 +139,38 @@ def test_init_refuses_ray_client_addresses_before_changing_anything(
             ray_address="ray://head:10001" if how == "argument" else None,
         )
     assert _config.current().storage_url.endswith("kept")  # the previous settings are still in force
+
+
+JOB_WITH_ENV_VARS = """
+import os
+import ray
+from durably import workflow
+
+@workflow.step
+def job_variable():
+    return os.environ.get("DURABLY_TEST_JOB_VARIABLE")
+
+ray.init(runtime_env={{"env_vars": {{"DURABLY_TEST_JOB_VARIABLE": "from the job"}}}})
+workflow.init(storage={storage!r}, executor="ray")
+print("step saw:", job_variable.step().run(workflow_id="job-env"), flush=True)
+"""
+
+
+def test_steps_run_under_the_runtime_env_of_the_job_that_started_the_workflow(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # The engine actors belong to another job (the engine home's); the steps still get the
+    # starting driver's runtime_env, as Ray tasks it submitted would.
+    driver = run_child(JOB_WITH_ENV_VARS.format(storage=str(tmp_path / "storage")), env=ray_cluster.env())
+    assert driver.returncode == 0, driver.stderr
+    assert "step saw: from the job" in driver.stdout
+
+
+def test_a_steps_own_runtime_env_is_merged_over_its_jobs_as_ray_merges_a_tasks() -> None:
+    inherited = {"working_dir": "gcs://job.zip", "env_vars": {"A": "job", "B": "job"}}
+    own = {"env_vars": {"B": "step"}, "pip": ["six"]}
+    assert inherit_runtime_env(inherited, own) == {
+        "working_dir": "gcs://job.zip",
+        "env_vars": {"A": "job", "B": "step"},
+        "pip": ["six"],
+    }

@@ -20,7 +20,7 @@ from durably._graph import Graph
 from durably._inspect import stored_result
 from durably._lease import Lease, LeaseLost
 from durably._plugins import hook
-from durably._snapshots import CodeSnapshot
+from durably._snapshots import CodeSnapshot, InheritedEnv
 from durably._status import WorkflowStatus
 from durably._store import WorkflowStore, open_workflow_store
 from durably.executors import Executor
@@ -58,11 +58,14 @@ def drive(
     graph: Graph | None = None,
     cancel_event: threading.Event | None = None,
     context: Mapping[str, str] | None = None,
+    inherited_env: Mapping[str, Any] | None = None,
 ) -> Any:
     """Run (or resume) the workflow to its end and return its output; stores every status change.
 
     ``context`` is what plugins asked to carry from where the run was asked for (see
-    ``durably_propagation_context``), given to ``durably_workflow_started``.
+    ``durably_propagation_context``), given to ``durably_workflow_started``. ``inherited_env``:
+    the runtime_env of the Ray job that asked for the run, which its steps inherit when the
+    workflow has no code snapshot (``StepTask.inherited_env``).
     """
     store = open_workflow_store(storage_url, workflow_id)
     finished, value = stored_result(store)
@@ -84,7 +87,17 @@ def drive(
         store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata, context=context or {})
-        engine = WorkflowEngine(store, storage_url, executor, graph, cancel_event, lease, snapshot)
+        engine = WorkflowEngine(
+            store,
+            storage_url,
+            executor,
+            graph,
+            cancel_event,
+            lease,
+            snapshot,
+            # The snapshot, when there is one, is every step's whole runtime_env.
+            InheritedEnv(inherited_env) if inherited_env and snapshot is None else None,
+        )
         try:
             output_step, value = engine.run()
         except UncaughtStepFailure as failure:

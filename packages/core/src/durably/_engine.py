@@ -26,7 +26,7 @@ from durably._lease import LeaseLost
 from durably._plugins import propagation_context
 from durably._protocol import DONE as OUTCOME_DONE
 from durably._protocol import UNRESOLVED_INPUT, Continuation, StepFailure, StepTask
-from durably._snapshots import CodeSnapshot
+from durably._snapshots import CodeSnapshot, InheritedEnv
 from durably._store import StoredOutput, WorkflowStore, loadable_error
 from durably._wait import RemainingStep
 from durably.executors import Executor
@@ -84,10 +84,14 @@ class WorkflowEngine:
         cancel_event: threading.Event | None = None,
         lease: Any = None,
         snapshot: CodeSnapshot | None = None,
+        inherited_env: InheritedEnv | None = None,
     ) -> None:
         self.store = store
         #: The workflow's code snapshot: every step task runs under its runtime_env.
         self.snapshot = snapshot
+        #: The runtime_env of the Ray job that asked for this run, which steps inherit as a
+        #: task inherits its job's (``StepTask.inherited_env``); None with a snapshot.
+        self.inherited_env = inherited_env
         self.storage_url = storage_url
         self.executor = executor
         self.cancel_event = cancel_event or threading.Event()
@@ -286,6 +290,9 @@ class WorkflowEngine:
             propagation_context(workflow_id),
             runtime_env,
             self.took_over,
+            inherited_env=self.inherited_env.ray_env()
+            if self.inherited_env and not node.spec.event
+            else None,
         )
         submit = self.executor.submit_event if node.spec.event else self.executor.submit
         value, info = submit(task, inputs)

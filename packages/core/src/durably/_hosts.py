@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from durably._driver import drive
+from durably._engine_home import FACTORY_TIMEOUT, HOME_NAMESPACE, engine_factory
 from durably._errors import WorkflowError, WorkflowQueueFullError, WorkflowRunningError
 from durably._graph import Graph
 from durably._lease import current_epoch, identity, lease_is_live
@@ -30,12 +32,12 @@ from durably.executors import Executor
 #: The first engine actor's name (the only one with a single engine, as before shards existed);
 #: engine ``i > 0`` is ``durably-engine-<i>``.
 ENGINE_ACTOR_NAME = "durably-engine"
-ENGINE_NAMESPACE = "durably"
+ENGINE_NAMESPACE = HOME_NAMESPACE
 #: What an engine actor's ``ping`` answers, raised whenever a method of ``EngineActor`` changes.
 #: Engine actors are detached: one started by an older durably outlives an upgrade of the
 #: drivers, and its calls would fail with a bare TypeError; a driver refuses it by name instead.
 #: (The engines of versions before this number answer ``True``.)
-ENGINE_PROTOCOL = 3
+ENGINE_PROTOCOL = 4
 _ENGINE_NAME = re.compile(rf"{re.escape(ENGINE_ACTOR_NAME)}(-[1-9][0-9]*)?")
 #: How many engine actors drive workflows when neither ``init(engines=)`` nor this variable says.
 ENGINES_ENV = "DURABLY_ENGINES"
@@ -45,6 +47,8 @@ DEFAULT_MAX_ENGINES = 8
 KEEP_UNCLAIMED_RESULTS = 10_000
 #: How many deaths of the engine actor a waiting ``run`` follows (resuming each time) before it gives up.
 ENGINE_RESTARTS_FOLLOWED = 8
+
+_log = logging.getLogger(__name__)
 
 
 def check_engines(engines: int | None) -> int | None:
@@ -219,6 +223,7 @@ class EngineHost:
         workflow_id: str,
         graph: Graph | None,
         context: Mapping[str, str],
+        inherited_env: Mapping[str, Any] | None = None,
     ) -> Any:
         key = (storage_url, workflow_id)
         event = threading.Event()
@@ -226,7 +231,7 @@ class EngineHost:
             self._cancel_events[key] = event
         self.admission.enter(ticket)
         try:
-            return drive(storage_url, workflow_id, self.executor, graph, event, context)
+            return drive(storage_url, workflow_id, self.executor, graph, event, context, inherited_env)
         finally:
             self.admission.leave()
             with self._lock:
@@ -240,16 +245,31 @@ class EngineHost:
         return self.run_reserved(ticket, storage_url, workflow_id, graph, context)
 
     def run_async(
-        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+        self,
+        storage_url: str,
+        workflow_id: str,
+        graph: Graph | None,
+        context: Mapping[str, str],
+        inherited_env: Mapping[str, Any] | None = None,
     ) -> concurrent.futures.Future[Any]:
         ticket = self.reserve(storage_url, workflow_id)
-        return self._threads.submit(self.run_reserved, ticket, storage_url, workflow_id, graph, context)
+        return self._threads.submit(
+            self.run_reserved, ticket, storage_url, workflow_id, graph, context, inherited_env
+        )
 
     def start(
-        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+        self,
+        storage_url: str,
+        workflow_id: str,
+        graph: Graph | None,
+        context: Mapping[str, str],
+        inherited_env: Mapping[str, Any] | None = None,
     ) -> int:
-        """Start the workflow here before returning (a caller may exit at once); ``result`` waits."""
-        future = self.run_async(storage_url, workflow_id, graph, context)
+        """Start the workflow here before returning (a caller may exit at once); ``result`` waits.
+
+        ``inherited_env``: the runtime_env of the Ray job that asked, which steps inherit.
+        """
+        future = self.run_async(storage_url, workflow_id, graph, context, inherited_env)
         with self._lock:
             self._started_count += 1
             number = self._started_count
@@ -306,9 +326,14 @@ class EngineActor:
         self.host.configure_gc(start_collector)
 
     def start(
-        self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]
+        self,
+        storage_url: str,
+        workflow_id: str,
+        graph: Graph | None,
+        context: Mapping[str, str],
+        inherited_env: Mapping[str, Any] | None = None,
     ) -> int:
-        return self.host.start(storage_url, workflow_id, graph, context)
+        return self.host.start(storage_url, workflow_id, graph, context, inherited_env)
 
     async def result(self, number: int) -> Any:
         return await asyncio.wrap_future(self.host.claim(number))
@@ -343,9 +368,9 @@ class RayEngineHost:
         self.engines = engines if engines is not None else max(1, min(len(nodes), DEFAULT_MAX_ENGINES))
         self.limited = False
         self._executor_name = executor_name
-        # Ray's type stubs do not list actor options such as max_concurrency (of an asyncio actor:
-        # how many calls may wait at once; no thread each).
-        self._actor_class = ray.remote(num_cpus=0, max_concurrency=100_000)(EngineActor)  # type: ignore[call-overload]
+        self._actor_class = ray.remote(EngineActor)
+        self._factory: Any = None
+        self._factory_asked = False
         self._replacing = threading.Lock()
         # The node each engine this host created was pinned to (others are asked where they run).
         self._pinned: dict[int, str] = {}
@@ -404,7 +429,11 @@ class RayEngineHost:
         actor = self._available(self._index_for(workflow_id))
         try:
             # Started inside the engine actor before this returns: the driver may exit right away.
-            number = ray.get(actor.start.remote(storage_url, workflow_id, graph, dict(context)))
+            # The steps run under this driver's job's runtime_env, as tasks it submitted would;
+            # the engine belongs to another job (``_engine_home``), whose they would get instead.
+            number = ray.get(
+                actor.start.remote(storage_url, workflow_id, graph, dict(context), _job_runtime_env())
+            )
         except ray.exceptions.RayTaskError as error:
             raise error.cause if isinstance(error.cause, Exception) else error from None
         return actor.result.remote(number)
@@ -464,8 +493,24 @@ class RayEngineHost:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _create(self, index: int, nodes: list[str]) -> Any:
-        """Engine ``index`` (another driver's, if it made one first), on a node of its own if any."""
-        options: dict[str, Any] = {}
+        """Engine ``index`` (another driver's, if it made one first), on a node of its own if any.
+
+        Made by the cluster's engine factory, so that it and its steps belong to the home's job,
+        which outlives this driver (``_engine_home``); by this driver if the factory cannot be
+        had (its steps then start on new workers once this driver has exited).
+        """
+        import ray
+
+        options: dict[str, Any] = {
+            "name": engine_actor_name(index),
+            "namespace": ENGINE_NAMESPACE,
+            "lifetime": "detached",
+            "get_if_exists": True,
+            "max_restarts": -1,
+            "num_cpus": 0,
+            # An asyncio actor: how many calls may wait at once (no thread each).
+            "max_concurrency": 100_000,
+        }
         if len(nodes) > 1:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -474,14 +519,39 @@ class RayEngineHost:
             node = _least_used(nodes, self._engine_nodes(besides=index), index)
             self._pinned[index] = node
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-        return self._actor_class.options(
-            name=engine_actor_name(index),
-            namespace=ENGINE_NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            **options,
-        ).remote(self._executor_name)
+        for fresh in (False, True):
+            factory = self._engine_factory(fresh)
+            if factory is None:
+                break
+            try:
+                return ray.get(
+                    factory.create.remote(EngineActor, options, (self._executor_name,)),
+                    timeout=FACTORY_TIMEOUT,
+                )
+            except ray.exceptions.RayActorError:
+                continue  # the factory's job ended (its home restarted, on another node): ask again
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as error:
+                _log.warning("the engine factory did not make %s (%s); made here", options["name"], error)
+                break
+        return self._actor_class.options(**options).remote(self._executor_name)
+
+    def _engine_factory(self, fresh: bool = False) -> Any:
+        """The cluster's engine factory (``fresh``: asked of the home again), or None if the home
+        could not give one; after that this host makes its engines itself, not waiting again."""
+        if fresh and self._factory is not None:
+            self._factory, self._factory_asked = None, False
+        if not self._factory_asked:
+            self._factory_asked = True
+            try:
+                self._factory = engine_factory()
+            except Exception as error:  # any failure: the engines are made here, as before the home
+                _log.warning(
+                    "durably's engine home did not start (%s: %s); the engine actors are created by "
+                    "this driver, and their steps start on new workers once it has exited",
+                    type(error).__name__,
+                    error,
+                )
+        return self._factory
 
     def _engine_nodes(self, besides: int) -> list[str]:
         """The nodes this host's engines other than ``besides`` run on (those that answer)."""
@@ -535,6 +605,14 @@ class RayEngineHost:
             except ValueError:
                 continue  # gone since it was listed
         return handles
+
+
+def _job_runtime_env() -> dict[str, Any] | None:
+    """This process's Ray job's runtime_env (its packages already uploaded), None if it has none."""
+    import ray
+
+    runtime_env = dict(ray.get_runtime_context().runtime_env)
+    return runtime_env or None
 
 
 def _named_engine(index: int) -> Any:

@@ -33,6 +33,10 @@ class StepTask:
     #: Another driver may have run this step before (this run took the workflow over): the
     #: worker looks for its record before calling the step, as a retried task does.
     look_first: bool = False
+    #: The runtime_env of the Ray job that started (or resumed) the workflow: the step runs under
+    #: it as a Ray task runs under its job's, its own runtime_env merged over it (``env_vars``
+    #: key by key). Ignored when ``runtime_env`` (a code snapshot) is given. None: nothing inherited.
+    inherited_env: Mapping[str, Any] | None = None
 
 
 class _Singleton:

@@ -187,6 +187,15 @@ def package_uri(digest: str) -> str:
     return f"gcs://_ray_pkg_durably_{digest}.zip"
 
 
+def _pin(uri: str) -> None:
+    """Keep a package in the cluster's GCS for Ray's pin period (10 minutes), whoever uploaded it."""
+    from ray._private.runtime_env import packaging
+
+    pin = getattr(packaging, "pin_runtime_env_uri", None)
+    if pin is not None:  # Ray 2.x
+        pin(uri)
+
+
 def ensure_on_cluster(storage: Storage, digest: str) -> None:
     """Upload the package from storage if the cluster lacks it (a new cluster); pin it either way."""
     from ray._private.runtime_env import packaging
@@ -201,9 +210,7 @@ def ensure_on_cluster(storage: Storage, digest: str) -> None:
                 "resume with runtime_env='current' (or a runtime_env dict) to capture the code again"
             ) from None
         packaging.upload_package_to_gcs(uri, data)
-    pin = getattr(packaging, "pin_runtime_env_uri", None)
-    if pin is not None:  # keeps it from being evicted between steps (Ray 2.x)
-        pin(uri)
+    _pin(uri)  # keeps it from being evicted between steps
 
 
 class CodeSnapshot:
@@ -234,4 +241,31 @@ class CodeSnapshot:
                 for digest in self.digests:
                     ensure_on_cluster(self.storage, digest)
                 self._checked_at = now
+        return self._env
+
+
+class InheritedEnv:
+    """The runtime_env of the Ray job that asked for a run, which its steps inherit
+    (``StepTask.inherited_env``) when the workflow has no code snapshot.
+
+    Its packages (``gcs://`` URIs) were uploaded by that job, and Ray deletes them once the job
+    has ended and nothing pins them; while steps are submitted under it they are pinned again
+    (at most once a minute), so a workflow that outlives its driver keeps its code.
+    """
+
+    def __init__(self, runtime_env: Mapping[str, Any]) -> None:
+        self._env = dict(runtime_env)
+        packages = [self._env.get("working_dir"), *self._env.get("py_modules", [])]
+        self._uris = [uri for uri in packages if isinstance(uri, str) and uri.startswith("gcs://")]
+        self._pinned_at: float | None = None
+        self._lock = threading.Lock()
+
+    def ray_env(self) -> dict[str, Any]:
+        """The runtime_env, the same dict each time (so it caches); its packages pinned."""
+        with self._lock:
+            now = time.monotonic()
+            if self._uris and (self._pinned_at is None or now - self._pinned_at >= RECHECK_SECONDS):
+                for uri in self._uris:
+                    _pin(uri)
+                self._pinned_at = now
         return self._env

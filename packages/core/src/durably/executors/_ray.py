@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -39,6 +40,19 @@ def _let_cancel_interrupt() -> None:
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     if ignored and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def inherit_runtime_env(inherited: Mapping[str, Any], own: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A task's runtime_env as Ray makes it from its parent's: its own fields replace the parent's,
+    but ``env_vars`` merge (its own win)."""
+    merged = dict(inherited)
+    for field, value in (own or {}).items():
+        parent_vars = merged.get("env_vars")
+        if field == "env_vars" and isinstance(parent_vars, Mapping) and isinstance(value, Mapping):
+            merged[field] = {**parent_vars, **value}
+        else:
+            merged[field] = value
+    return merged
 
 
 def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
@@ -75,32 +89,36 @@ class RayExecutor:
         self._remote = ray.remote(num_returns=2)(execute_ray_step)
         # Zero CPUs, as Ray 1.x's wait task had: a wait is never held back by the steps it watches.
         self._clock = ray.remote(num_cpus=0, max_retries=0)(_wait_clock_task)
-        self._configured: dict[tuple[int, int], tuple[StepOptions, Any, Any]] = {}
+        self._configured: dict[tuple[int, int, int], tuple[StepOptions, Any, Any, Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
         # Outcomes fetched together by ``wait``, per engine thread (one wait, then a result for
         # each ready handle); the next wait of the thread drops whatever was not asked for.
         self._fetched = threading.local()
 
-    def _remote_for(self, options: StepOptions, runtime_env: Any) -> Any:
-        # A workflow's snapshot hands the same runtime_env dict to each of its steps.
-        key = (id(options), id(runtime_env))
+    def _remote_for(self, options: StepOptions, runtime_env: Any, inherited_env: Any) -> Any:
+        # A workflow's snapshot (or inherited env) is the same dict for each of its steps.
+        key = (id(options), id(runtime_env), id(inherited_env))
         cached = self._configured.get(key)
-        if cached is not None and cached[0] is options and cached[1] is runtime_env:
-            return cached[2]
+        # Ids of freed objects are reused: the cached entry must hold these very objects.
+        if cached is not None and all(map(operator.is_, cached[:3], (options, runtime_env, inherited_env))):
+            return cached[3]
         ray_options = dict(options.ray_options)
         if runtime_env is not None:
             # The workflow's code snapshot wins over a step's own runtime_env: the code recorded
             # at the first run is what every step of the workflow runs.
             ray_options["runtime_env"] = dict(runtime_env)
+        elif inherited_env:
+            ray_options["runtime_env"] = inherit_runtime_env(inherited_env, ray_options.get("runtime_env"))
         # Application errors are retried inside the step (with backoff); Ray retries only
         # system failures, such as the worker process dying, up to the same limit.
         remote = self._remote.options(max_retries=options.max_retries, retry_exceptions=False, **ray_options)
-        self._configured[key] = (options, runtime_env, remote)
+        self._configured[key] = (options, runtime_env, inherited_env, remote)
         return remote
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
-        value, info = self._remote_for(task.spec.options, task.runtime_env).remote(task, *inputs)
+        remote = self._remote_for(task.spec.options, task.runtime_env, task.inherited_env)
+        value, info = remote.remote(task, *inputs)
         return value, info
 
     def wait_clock(self) -> Callable[[], bool]:
