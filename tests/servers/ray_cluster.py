@@ -116,6 +116,11 @@ class RayCluster:
         ``dashboard_url`` (off by default: it costs a process and seconds at start).
         """
         self.node_env = dict(env or {})
+        # Ray keeps idle workers only while the node's live workers number at most this (by
+        # default its CPU count, which on a 2-CPU test node the engine, the engine home and its
+        # factory already exceed) and kills the others after a second: steps would start on new
+        # workers, unlike on a node of a real cluster's size.
+        self.node_env.setdefault("RAY_num_workers_soft_limit", "16")
         if dashboard:
             # `ray start` gives the dashboard 60 s to come up, which a loaded machine can miss.
             self.node_env.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "600")
