@@ -6,8 +6,8 @@ exited because it was idle for a long time (timeout: -1ms)"). Engine actors made
 driver of a cluster would then start every step of every later workflow on a new Python worker.
 
 So the engines are made by the **engine factory**, a (non-detached) actor of a small driver of
-our own: ``python -m durably._engine_home <gcs address>``, spawned by the detached **home**
-actor (``HOME_ACTOR_NAME``), which any driver creates on first need. That driver lives as long as
+our own (``main(<gcs address>)`` in a new Python), spawned by the detached **home** actor
+(``HOME_ACTOR_NAME``), which any driver creates on first need. That driver lives as long as
 the home's worker (it exits when its parent is gone), so its job, and the engines' steps'
 workers, stay alive after every user driver has left.
 """
@@ -74,8 +74,10 @@ class EngineHome:
         # Inherited: auth (RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH), storage credentials, the node's
         # settings. Not the creating driver's job's runtime_env, nor its working_dir (cwd).
         env = {key: value for key, value in os.environ.items() if key not in _NOT_INHERITED}
+        # Not ``-m``: the package imports this module first, and runpy would warn about it on the
+        # console of the driver that created the home.
         return subprocess.Popen(
-            [sys.executable, "-m", __name__, address],
+            [sys.executable, "-c", f"import sys; from {__name__} import main; main(sys.argv[1])", address],
             env=env,
             cwd=tempfile.gettempdir(),
             stdin=subprocess.DEVNULL,
@@ -143,7 +145,3 @@ def main(address: str) -> None:
     ray.get(factory.ping.remote())
     while os.getppid() == parent:
         time.sleep(1.0)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
