@@ -21,7 +21,7 @@ import threading
 import time
 import types
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -213,13 +213,28 @@ def ensure_on_cluster(storage: Storage, digest: str) -> None:
     _pin(uri)  # keeps it from being evicted between steps
 
 
+class _AtMostOncePerRecheck:
+    """Calls ``action`` at its first call and then at most once per ``RECHECK_SECONDS`` (thread-safe):
+    what keeps a run's packages on the cluster while its steps are submitted."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action = action
+        self._done_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._done_at is None or now - self._done_at >= RECHECK_SECONDS:
+                self._action()
+                self._done_at = now
+
+
 class CodeSnapshot:
     """A workflow's recorded runtime_env, as Ray needs it for the step tasks of one run."""
 
     def __init__(self, storage: Storage, record: Mapping[str, Any]) -> None:
         self.storage = storage
-        self._checked_at: float | None = None
-        self._lock = threading.Lock()
         self.record = dict(record)
         self.digests = [self.record["working_dir"]["sha256"]] if "working_dir" in self.record else []
         self.digests += [module["sha256"] for module in self.record.get("py_modules", [])]
@@ -229,18 +244,18 @@ class CodeSnapshot:
         if "py_modules" in self.record:
             env["py_modules"] = [package_uri(module["sha256"]) for module in self.record["py_modules"]]
         self._env = env
+        self._ensure_packages = _AtMostOncePerRecheck(self._put_packages_on_cluster)
+
+    def _put_packages_on_cluster(self) -> None:
+        for digest in self.digests:
+            ensure_on_cluster(self.storage, digest)
 
     def ray_env(self) -> dict[str, Any]:
         """The runtime_env for ``.options(runtime_env=...)``; the same dict each time (so it caches).
 
         The first call of a run, and one a minute after, makes sure the cluster has the packages.
         """
-        with self._lock:
-            now = time.monotonic()
-            if self._checked_at is None or now - self._checked_at >= RECHECK_SECONDS:
-                for digest in self.digests:
-                    ensure_on_cluster(self.storage, digest)
-                self._checked_at = now
+        self._ensure_packages()
         return self._env
 
 
@@ -257,15 +272,13 @@ class InheritedEnv:
         self._env = dict(runtime_env)
         packages = [self._env.get("working_dir"), *self._env.get("py_modules", [])]
         self._uris = [uri for uri in packages if isinstance(uri, str) and uri.startswith("gcs://")]
-        self._pinned_at: float | None = None
-        self._lock = threading.Lock()
+        self._pin_packages = _AtMostOncePerRecheck(self._pin_uris)
+
+    def _pin_uris(self) -> None:
+        for uri in self._uris:
+            _pin(uri)
 
     def ray_env(self) -> dict[str, Any]:
         """The runtime_env, the same dict each time (so it caches); its packages pinned."""
-        with self._lock:
-            now = time.monotonic()
-            if self._uris and (self._pinned_at is None or now - self._pinned_at >= RECHECK_SECONDS):
-                for uri in self._uris:
-                    _pin(uri)
-                self._pinned_at = now
+        self._pin_packages()
         return self._env
