@@ -70,11 +70,16 @@ class Contender:
     # ms per step is then reported at the size they ran.
     max_steps: int | None = None
     is_durably: bool = False
+    #: A durably row that measures an option's cost (codecs, tracing) as a ratio to its plain row:
+    #: capped like a peer (max_steps), as its per-step cost does not depend on N.
+    variant: bool = False
     #: Environment variables of its subprocess (the codec keys of the signed and encrypted rows).
     env: tuple[tuple[str, str], ...] = ()
 
 
 ALL = frozenset(WORKLOADS)
+#: The most steps a variant row runs by default (see Contender.variant; --peer-steps 0 lifts it).
+VARIANT_STEPS = 10_000
 CONTENDERS = (
     Contender(FLOOR, "impl_ray.py", ALL - {"resume"}),
     Contender("durably[ray]", "impl_durably.py", ALL, ("--executor", "ray"), is_durably=True),
@@ -87,6 +92,8 @@ CONTENDERS = (
         ("--executor", "ray"),
         is_durably=True,
         env=(("DURABLY_SIGNING_KEY", "bench:not-a-secret"),),
+        variant=True,
+        max_steps=VARIANT_STEPS,
     ),
     Contender(
         "durably[ray+encrypt]",
@@ -95,6 +102,8 @@ CONTENDERS = (
         ("--executor", "ray"),
         is_durably=True,
         env=(("DURABLY_ENCRYPTION_KEY", "bench:" + "A" * 43 + "="),),
+        variant=True,
+        max_steps=VARIANT_STEPS,
     ),
     # What tracing and metrics cost on the chain (durably-otel on, exporting; see the README), as
     # ratios to durably[ray] and durably[local], where durably-otel is installed but off.
@@ -104,6 +113,8 @@ CONTENDERS = (
         frozenset({"chain"}),
         ("--executor", "ray", "--otel"),
         is_durably=True,
+        variant=True,
+        max_steps=VARIANT_STEPS,
     ),
     Contender(
         "durably[local+otel]",
@@ -111,6 +122,8 @@ CONTENDERS = (
         frozenset({"chain"}),
         ("--executor", "local", "--otel"),
         is_durably=True,
+        variant=True,
+        max_steps=VARIANT_STEPS,
     ),
     # The same ray executor with its workflows spread over two engine actors (DURABLY_ENGINES=2;
     # durably[ray] has one on this one-node cluster): what a second engine process buys or costs.
@@ -208,7 +221,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--peer-steps",
         type=int,
-        help="run ray.workflow and DBOS at up to this many steps (default 2,000 and 10,000; 0: full sizes)",
+        help="run ray.workflow, DBOS and the codec and otel rows of durably at up to this many steps "
+        "(default 2,000, 10,000 and 10,000; 0: full sizes)",
     )
     parser.add_argument(
         "--storage-url",
@@ -232,9 +246,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _size_for(contender: Contender, workload: str, n: int, peer_steps: int | None) -> int:
-    """The N this contender runs: the one asked for, or less for a slow peer (see Contender.max_steps)."""
+    """The N this contender runs: the one asked for, or less for a slow peer or a variant row (max_steps)."""
     limit = contender.max_steps if peer_steps is None else (peer_steps or None)
-    if limit is None or contender.is_durably or contender.name == FLOOR:
+    if limit is None or (contender.is_durably and not contender.variant) or contender.name == FLOOR:
         return n
     if workload == "many":
         return max(1, min(n, limit // MANY_CHAIN))
@@ -262,7 +276,8 @@ def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]
                 row.status = "pending"
                 row.n = _size_for(contender, workload, asked, args.peer_steps)
                 if row.n != asked:
-                    row.note = f"peer run at N={row.n:,} (asked {asked:,})"
+                    kind = "variant" if contender.variant else "peer"
+                    row.note = f"{kind} run at N={row.n:,} (asked {asked:,})"
                 yield contender, row, list(contender.args)
 
 
