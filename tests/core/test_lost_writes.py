@@ -63,7 +63,9 @@ def test_the_result_is_recorded_only_once_the_output_steps_folder_is_durable(
 
     def recording_link(source: str, target: Any, **kwargs: Any) -> None:
         real_link(source, target, **kwargs)
-        events.append(("link", str(target)))
+        folder_fd = kwargs.get("dst_dir_fd")  # an unnamed file is linked in relative to its folder
+        folder = "" if folder_fd is None else os.readlink(f"/proc/self/fd/{folder_fd}") + "/"
+        events.append(("link", folder + str(target)))
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
     monkeypatch.setattr(os, "link", recording_link)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
 import os
+import stat
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +26,16 @@ class TestFileStorage(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:
         yield FileStorage(str(tmp_path / "store"))
+
+
+class TestFileStorageWithNamedTemporaryFiles(StorageContract):
+    """The same backend where the file system has no unnamed files (not Linux, or no O_TMPFILE)."""
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        storage = FileStorage(str(tmp_path / "store"))
+        storage._unnamed_files = False
+        yield storage
 
 
 @pytest.fixture(scope="class")
@@ -145,3 +159,70 @@ def test_file_key_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
 def test_file_storage_url_is_an_absolute_file_url(tmp_path: Path) -> None:
     storage = FileStorage(str(tmp_path / "relative" / ".." / "store"))
     assert storage.url == (tmp_path / "store").as_uri()
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE is Linux's")
+
+
+def _die_before_linking(root: str, key: str) -> None:
+    """Write ``key`` and die the moment the written file would be linked in under its name."""
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        os._exit(9)
+
+    os.link = killed  # type: ignore[assignment]  # this child process only
+    FileStorage(root).put_if_absent(key, b"a whole value")
+
+
+@linux_only
+def test_file_put_if_absent_killed_before_linking_leaves_no_file_behind(tmp_path: Path) -> None:
+    storage = FileStorage(str(tmp_path))
+    storage.put_if_absent("wf/first", b"there")
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_before_linking, args=(str(tmp_path), "wf/step")
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 9, "the child did not reach the link"
+    # The written bytes were in an unnamed file, which the file system freed with the process.
+    assert sorted(os.listdir(tmp_path / "wf")) == ["first"]
+    assert storage.put_if_absent("wf/step", b"whole") is True
+    assert storage.get("wf/step") == b"whole"
+
+
+@linux_only
+def test_file_put_if_absent_writes_no_temporary_name_where_it_has_unnamed_files(tmp_path: Path) -> None:
+    storage = FileStorage(str(tmp_path))
+    assert storage.put_if_absent("a/b/c", b"1") is True
+    assert storage.put_if_absent("a/b/c", b"2") is False
+    assert storage._unnamed_files
+    assert os.listdir(tmp_path / "a" / "b") == ["c"]
+    assert storage.get("a/b/c") == b"1"
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_file_created_key_is_private_to_its_owner(tmp_path: Path, unnamed: bool) -> None:
+    storage = FileStorage(str(tmp_path))
+    storage._unnamed_files = unnamed and storage._unnamed_files
+    storage.put_if_absent("wf/step", b"secret")
+    assert stat.S_IMODE((tmp_path / "wf" / "step").stat().st_mode) == 0o600
+
+
+@linux_only
+def test_file_put_if_absent_falls_back_to_a_named_file_where_unnamed_files_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def no_unnamed_files(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & getattr(os, "O_TMPFILE", 0) == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")  # as vfat or an old NFS answers
+        return real_open(path, flags, *args, **kwargs)
+
+    storage = FileStorage(str(tmp_path))
+    monkeypatch.setattr(os, "open", no_unnamed_files)
+    assert storage.put_if_absent("wf/step", b"value") is True
+    assert not storage._unnamed_files
+    assert storage.put_if_absent("wf/step", b"other") is False
+    assert storage.get("wf/step") == b"value"
+    assert os.listdir(tmp_path / "wf") == ["step"]

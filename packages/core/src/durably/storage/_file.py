@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
 import tempfile
 import threading
@@ -18,6 +19,12 @@ _DELETE_PASSES = 5
 _TEMP_PREFIX = ".durably-tmp-"
 # fdatasync skips flushing metadata (such as access times) that a checkpoint does not need.
 _sync_data = getattr(os, "fdatasync", os.fsync)
+#: Linux's unnamed files: ``put_if_absent`` writes one and links it in under its key, so a write
+#: creates one name (the key) instead of three operations on the folder (create a temporary name,
+#: link, unlink it). It is linked through ``/proc/self/fd``, so both must be there.
+_O_TMPFILE: int | None = getattr(os, "O_TMPFILE", None) if os.path.isdir("/proc/self/fd") else None
+#: What opening an unnamed file answers on a file system (or kernel) that has none.
+_NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
 
 
 def _path_from_url(url: str) -> Path:
@@ -125,6 +132,15 @@ def _flush_at_exit() -> None:
 atexit.register(_flush_at_exit)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` and make it durable (fdatasync)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    _sync_data(fd)
+
+
 def _make_folders(folder: Path) -> None:
     """Create ``folder`` and its missing parents, each one made durable in its parent."""
     missing = []
@@ -143,7 +159,8 @@ class FileStorage:
     """Keys are files below a root folder; writes go to a temporary file, are fsynced, then renamed.
 
     Readers therefore see either the old value or the new one, never a part. ``put_if_absent``
-    publishes the fsynced temporary file with ``link``, which fails atomically if the key exists.
+    publishes the fsynced file with ``link``, which fails atomically if the key exists; on Linux
+    that file is unnamed (``O_TMPFILE``) until linked, so the key is the only name it ever has.
     A new folder is fsynced in its parent at once; the folder a key is renamed or linked into is
     fsynced right after, in the background (one fsync for many keys), and ``sync`` waits for it:
     a key survives a power cut with its folder, not only its bytes, once ``sync`` returned (or
@@ -153,6 +170,8 @@ class FileStorage:
     def __init__(self, url: str) -> None:
         self.root = _path_from_url(url)
         self.url = self.root.as_uri()
+        # Turned off at the first refusal: the root's file system has no unnamed files.
+        self._unnamed_files = _O_TMPFILE is not None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -174,17 +193,48 @@ class FileStorage:
         _make_folders(path.parent)
         fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            _sync_data(fd)
+            _write_all(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(temp_name)
             raise
         os.close(fd)
         return temp_name
+
+    def _link_unnamed(self, path: Path, data: bytes) -> bool | None:
+        """``put_if_absent`` through an unnamed file: fsynced, then linked in under ``path``.
+
+        None when the root's file system has no unnamed files (and ``put_if_absent`` falls back
+        to a named temporary file). A crash before the link leaves nothing behind: the file
+        system frees an unnamed file with its last descriptor.
+        """
+        assert _O_TMPFILE is not None
+        try:
+            folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            _make_folders(path.parent)
+            folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fd = os.open(".", _O_TMPFILE | os.O_WRONLY, 0o600, dir_fd=folder_fd)
+            except OSError as exc:
+                if exc.errno not in _NO_UNNAMED_FILES:
+                    raise
+                self._unnamed_files = False
+                return None
+            try:
+                _write_all(fd, data)
+                # dst_dir_fd makes Python call linkat(AT_SYMLINK_FOLLOW), which links the file
+                # that the /proc link names (a plain link() would link the link itself).
+                os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=folder_fd)
+            except FileExistsError:
+                return False
+            finally:
+                os.close(fd)
+        finally:
+            os.close(folder_fd)
+        _FOLDERS.schedule(path.parent)
+        return True
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -198,6 +248,10 @@ class FileStorage:
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
+        if self._unnamed_files:
+            created = self._link_unnamed(path, data)
+            if created is not None:
+                return created
         temp_name = self._write_temp(path, data)
         try:
             os.link(temp_name, path)
