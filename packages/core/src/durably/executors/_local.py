@@ -14,19 +14,6 @@ from durably._runner import execute_step
 from durably.events._hosts import local_event_loop
 
 
-def _settle(
-    value: Any, info: Any, result: Any = None, details: Any = None, error: BaseException | None = None
-) -> None:
-    """Complete both futures, unless the workflow was cancelled meanwhile (then nobody waits)."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        if error is not None:
-            value.set_exception(error)
-            info.set_exception(error)
-        else:
-            value.set_result(result)
-            info.set_result(details)
-
-
 class LocalExecutor:
     """Runs each step in a thread pool once its inputs are ready; no Ray needed."""
 
@@ -47,47 +34,14 @@ class LocalExecutor:
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
         value: concurrent.futures.Future[Any] = concurrent.futures.Future()
         info: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        pending = [item for item in inputs if isinstance(item, concurrent.futures.Future)]
-        remaining = [len(pending)]
-        lock = threading.Lock()
-
-        def run() -> None:
-            if not value.set_running_or_notify_cancel():
-                info.cancel()
-                return
-            info.set_running_or_notify_cancel()
-            try:
-                resolved = [
-                    item.result() if isinstance(item, concurrent.futures.Future) else item for item in inputs
-                ]
-                result, details = execute_step(task, *resolved)
-            except BaseException as error:
-                _settle(value, info, error=error)
-            else:
-                _settle(value, info, result=result, details=details)
-
-        def input_done(_: concurrent.futures.Future[Any]) -> None:
-            with lock:
-                remaining[0] -= 1
-                ready = remaining[0] == 0
-            if ready:
-                self._start(run, value, info)
-
-        if not pending:
-            self._start(run, value, info)
-        for item in pending:
-            item.add_done_callback(input_done)
+        _SubmittedStep(task, inputs, value, info).wait_for_inputs(self)
         return value, info
 
-    def _start(
-        self, run: Any, value: concurrent.futures.Future[Any], info: concurrent.futures.Future[Any]
-    ) -> None:
+    def _start(self, step: _SubmittedStep) -> None:
         try:
-            self._pool.submit(run)
+            self._pool.submit(step.run)
         except RuntimeError as error:  # the pool is shut down: the interpreter is exiting
-            if not value.done():
-                value.set_exception(error)
-                info.set_exception(error)
+            step.settle(error=error)
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
         done, _ = concurrent.futures.wait(
@@ -104,3 +58,81 @@ class LocalExecutor:
 
     def error_of(self, error: BaseException) -> BaseException:
         return error
+
+
+class _SubmittedStep:
+    """A submitted step: it starts in the pool once its last input future is done.
+
+    An input future keeps its done-callbacks (this step's ``input_done``) for as long as it
+    lives, so once the step has run it lets go of its task, inputs and futures: otherwise each
+    finished step's future would keep its consumer's, and a chain of them every later step's.
+    """
+
+    __slots__ = ("executor", "info", "inputs", "lock", "remaining", "task", "value")
+
+    def __init__(
+        self,
+        task: StepTask,
+        inputs: Sequence[Any],
+        value: concurrent.futures.Future[Any],
+        info: concurrent.futures.Future[Any],
+    ) -> None:
+        self.task: StepTask | None = task
+        self.inputs: Sequence[Any] = inputs
+        self.value: concurrent.futures.Future[Any] | None = value
+        self.info: concurrent.futures.Future[Any] | None = info
+        self.executor: LocalExecutor | None = None
+        self.remaining = 0
+        self.lock = threading.Lock()
+
+    def wait_for_inputs(self, executor: LocalExecutor) -> None:
+        pending = [item for item in self.inputs if isinstance(item, concurrent.futures.Future)]
+        self.executor = executor
+        self.remaining = len(pending)
+        if not pending:
+            executor._start(self)
+        for item in pending:
+            item.add_done_callback(self.input_done)
+
+    def input_done(self, _: concurrent.futures.Future[Any]) -> None:
+        with self.lock:
+            self.remaining -= 1
+            executor = self.executor if self.remaining == 0 else None
+        if executor is not None:
+            executor._start(self)
+
+    def run(self) -> None:
+        value, info, task, inputs = self.value, self.info, self.task, self.inputs
+        assert value is not None and info is not None and task is not None  # runs once
+        self.inputs, self.task, self.executor = (), None, None
+        if not value.set_running_or_notify_cancel():
+            info.cancel()
+            self.value = self.info = None
+            return
+        info.set_running_or_notify_cancel()
+        try:
+            resolved = [
+                item.result() if isinstance(item, concurrent.futures.Future) else item for item in inputs
+            ]
+            del inputs
+            result, details = execute_step(task, *resolved)
+        except BaseException as error:
+            self.settle(error=error)
+        else:
+            self.settle(result=result, details=details)
+
+    def settle(self, result: Any = None, details: Any = None, error: BaseException | None = None) -> None:
+        """Complete both futures, then forget them: only the engine and the consumers hold them."""
+        value, info = self.value, self.info
+        self.value = self.info = None
+        self.inputs, self.task, self.executor = (), None, None
+        if value is None or info is None:
+            return
+        # Unless the workflow was cancelled meanwhile (then nobody waits).
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if error is not None:
+                value.set_exception(error)
+                info.set_exception(error)
+            else:
+                value.set_result(result)
+                info.set_result(details)
