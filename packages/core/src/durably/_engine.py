@@ -39,6 +39,8 @@ CANCEL_CHECK_SECONDS = 0.5
 #: How long a wait on part of the in-flight steps lasts before the window moves on to others.
 ROTATE_SECONDS = 0.02
 TAIL_SAVE_EVERY = 256
+#: ``_Node.consumers_left`` of an output whose consumers have all finished: no handle is needed.
+RELEASED = -1
 
 
 class _Node:
@@ -53,6 +55,8 @@ class _Node:
         self.state = NEW
         self.value: Any = None
         self.forward: str | None = None
+        #: Consumers that have not finished yet; RELEASED once they all have and the output's
+        #: handle may go, even if the step's own outcome is still on its way to the engine.
         self.consumers_left = 0
 
 
@@ -117,6 +121,12 @@ class WorkflowEngine:
         #: The steps whose uncaught failure ends this run (the one that failed, and the consumer
         #: whose outcome reported it).
         self.failed_steps: set[str] = set()
+        #: Finished dynamic steps are forgotten once nothing can ask for them again, so a loop of
+        #: 100,000 iterations holds a few nodes, not 100,000. Not once a ``workflow.wait`` step
+        #: is known: the steps it leaves running name their finished inputs again, by id.
+        self.may_forget = True
+        #: Steps the output's forwarding chain has moved past, forgotten at the next round.
+        self.passed: list[str] = []
         #: Not the workflow's first driver: an earlier one (perhaps paused, not dead) may still
         #: record steps this one has not seen, so each step looks for its record before it runs.
         self.took_over = lease is None or lease.number != 0
@@ -142,6 +152,8 @@ class WorkflowEngine:
             self.tail = tail
 
     def _advance_tail(self, parent: str, new_tail: str) -> None:
+        if parent != self.output:
+            self.passed.append(parent)
         self.tail = new_tail
         self._tail_moves += 1
         if self._tail_moves >= TAIL_SAVE_EVERY or time.monotonic() - self._tail_saved_at > 1.0:
@@ -154,8 +166,11 @@ class WorkflowEngine:
         for spec in graph.steps:
             if spec.step_id not in self.nodes:
                 self.nodes[spec.step_id] = _Node(spec, dynamic, frame_owner)
+                if spec.wait is not None:
+                    self.may_forget = False
             for dependency in spec.dependencies:
-                self.nodes[dependency].consumers_left += 1
+                upstream = self.nodes[dependency]
+                upstream.consumers_left = max(upstream.consumers_left, 0) + 1
 
     def _target(self, step_id: str) -> _Node:
         node = self.nodes[step_id]
@@ -394,7 +409,10 @@ class WorkflowEngine:
         if outcome is OUTCOME_DONE:
             self._release_inputs(node)
             self._mark_done(node, node.value)
+            if node.consumers_left == RELEASED:
+                self._release(node)  # its consumers finished before its outcome came in
         elif isinstance(outcome, Continuation):
+            self._release_inputs(node)  # it ran: its sub-graph got the input values it needs
             self.continuing.add(node.spec.func_key)
             self._forward(node, outcome.graph)
             self.demand(step_id)
@@ -414,17 +432,62 @@ class WorkflowEngine:
             self.demand(waiting)
 
     def _release_inputs(self, node: _Node) -> None:
-        """Drop handles to outputs nobody will consume again, so memory stays bounded."""
+        """Let go of the outputs nobody will consume again, so memory stays bounded."""
         for dependency in node.spec.dependencies:
             upstream = self.nodes[dependency]
             upstream.consumers_left -= 1
-            if (
-                upstream.consumers_left <= 0
-                and upstream.state == DONE
-                and upstream.spec.options.checkpoint
-                and dependency not in (self.output, self.tail)
-            ):
-                upstream.value = StoredOutput(dependency)
+            if upstream.consumers_left <= 0:
+                upstream.consumers_left = RELEASED
+                self._release(upstream)
+
+    def _release(self, node: _Node) -> None:
+        """Drop the handle of an output whose consumers all finished, and forget the step if
+        nothing can ask for it again; a forwarding step passes this on to the output it forwards to."""
+        while node.spec.step_id not in (self.output, self.tail):
+            step_id = node.spec.step_id
+            if node.state == DONE:
+                if node.spec.options.checkpoint:
+                    node.value = StoredOutput(step_id)
+                    self._forget(node)
+                return
+            if node.state != FORWARD:
+                return  # still running: released when its outcome comes in (RELEASED)
+            target = self.nodes.get(node.forward)  # type: ignore[arg-type]
+            self._forget(node)
+            if target is None:
+                return
+            target.consumers_left = RELEASED  # a sub-graph's output: consumed only through ``node``
+            node = target
+
+    def _forget(self, node: _Node) -> None:
+        """Remove a finished step of a sub-graph, unless something may still look it up.
+
+        Nothing asks for a step again once its consumers finished: every step of a sub-graph
+        is an ancestor of its output, so a forwarding step's sub-graph is done by then. The
+        exception is a ``catch_exceptions`` step that a failure resolved early, whose other
+        branches still run: their failures find it through their frame owners. A step the
+        output's chain moved past (``passed``) is only on the way to the tail, and that chain
+        stops at a catching step.
+        """
+        step_id = node.spec.step_id
+        if (
+            self.may_forget
+            and node.dynamic
+            and not node.spec.options.catch_exceptions
+            and step_id not in self.catchers
+            and step_id not in self.parked
+            and step_id not in self.blocked_by
+            and step_id not in (self.output, self.tail)
+        ):
+            del self.nodes[step_id]
+
+    def _forget_passed(self) -> None:
+        """Forget the steps the output's forwarding chain moved past: only the tail is asked for."""
+        for step_id in self.passed:
+            node = self.nodes.get(step_id)
+            if node is not None and node.state == FORWARD and node.consumers_left <= 0:
+                self._forget(node)
+        self.passed.clear()
 
     def _on_failure(self, step_id: str, error: BaseException) -> None:
         if isinstance(error, StorageError):
@@ -484,6 +547,8 @@ class WorkflowEngine:
                         )
                     time.sleep(CANCEL_CHECK_SECONDS)  # only a wait step's timeout can move it on
                     continue
+                if self.passed:
+                    self._forget_passed()
                 window = self._next_window()
                 watching_all = len(window) == len(self.inflight)
                 timeout = CANCEL_CHECK_SECONDS if watching_all else ROTATE_SECONDS
