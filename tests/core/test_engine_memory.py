@@ -221,3 +221,27 @@ def test_a_catching_step_stays_known_while_its_other_branches_run(wf: Any, tmp_p
     # yet, as a branch of its sub-workflow still runs, and that branch's failure is caught too.
     flow = catching_in_a_subworkflow.step(str(tmp_path / "flag"), str(tmp_path / "mark"))
     assert flow.run() == "ValueError"
+
+
+def test_the_ray_executor_keeps_one_configured_task_for_equal_options() -> None:
+    # Each step of a loop has its own options object (unpickled with its continuation): keyed by
+    # identity, the executor kept a configured remote function per finished iteration.
+    from durably._options import build_options
+    from durably.executors._ray import CONFIGURED_MAX, RayExecutor
+
+    executor = RayExecutor()
+    remotes = {id(executor._remote_for(build_options(None, max_retries=2), None, None)) for _ in range(1_000)}
+    assert len(remotes) == 1
+    assert len(executor._configured) == 1
+    # Options that are not plain values (a scheduling strategy object, equal only to itself, or
+    # one that cannot be hashed at all) are keyed by identity, and the cache stays bounded.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    class Unhashable(NodeAffinitySchedulingStrategy):
+        __hash__ = None  # type: ignore[assignment]
+
+    for strategy in (NodeAffinitySchedulingStrategy, Unhashable):
+        for _ in range(CONFIGURED_MAX * 2):
+            options = build_options(None, scheduling_strategy=strategy(node_id="ab" * 28, soft=True))
+            assert executor._remote_for(options, None, None) is executor._remote_for(options, None, None)
+        assert len(executor._configured) <= CONFIGURED_MAX

@@ -7,7 +7,7 @@ import operator
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -74,6 +74,32 @@ def execute_ray_step(task: StepTask, *inputs: Any) -> tuple[Any, Any]:
         EXECUTION.reset(token)
 
 
+#: Configured remote functions kept at most: a workflow's steps with equal options share one, and
+#: each code snapshot needs its own; past this the cache starts again (a miss costs ~50 µs).
+CONFIGURED_MAX = 256
+
+
+def _frozen(value: Any) -> Hashable:
+    """``value`` (Ray options: dicts, lists and scalars) as a hashable key equal for equal values."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    hash(value)  # TypeError: no key by value
+    hashable: Hashable = value
+    return hashable
+
+
+def _options_key(options: StepOptions) -> tuple[Hashable, StepOptions | None]:
+    """What of a step's options shapes its Ray task, by value: each step of a loop has its own
+    options object (unpickled with its continuation) and they all share one configured remote.
+    Options that cannot be keyed by value are keyed by identity (and kept, so the id stays theirs)."""
+    try:
+        return (options.max_retries, _frozen(options.ray_options)), None
+    except TypeError:
+        return ("object", id(options)), options
+
+
 def _wait_clock_task() -> None:
     """Does nothing: a ``workflow.wait`` step's timeout starts when this task starts (Ray 1.x)."""
 
@@ -89,7 +115,7 @@ class RayExecutor:
         self._remote = ray.remote(num_returns=2)(execute_ray_step)
         # Zero CPUs, as Ray 1.x's wait task had: a wait is never held back by the steps it watches.
         self._clock = ray.remote(num_cpus=0, max_retries=0)(_wait_clock_task)
-        self._configured: dict[tuple[int, int, int], tuple[StepOptions, Any, Any, Any]] = {}
+        self._configured: dict[tuple[Hashable, int, int], tuple[tuple[Any, ...], Any]] = {}
         self._events: Any = None
         self._event_calls: dict[Any, tuple[str, str, str, str]] = {}
         # Outcomes fetched together by ``wait``, per engine thread (one wait, then a result for
@@ -98,11 +124,13 @@ class RayExecutor:
 
     def _remote_for(self, options: StepOptions, runtime_env: Any, inherited_env: Any) -> Any:
         # A workflow's snapshot (or inherited env) is the same dict for each of its steps.
-        key = (id(options), id(runtime_env), id(inherited_env))
+        options_key, kept = _options_key(options)
+        key = (options_key, id(runtime_env), id(inherited_env))
+        anchors = (kept, runtime_env, inherited_env)
         cached = self._configured.get(key)
         # Ids of freed objects are reused: the cached entry must hold these very objects.
-        if cached is not None and all(map(operator.is_, cached[:3], (options, runtime_env, inherited_env))):
-            return cached[3]
+        if cached is not None and all(map(operator.is_, cached[0], anchors)):
+            return cached[1]
         ray_options = dict(options.ray_options)
         if runtime_env is not None:
             # The workflow's code snapshot wins over a step's own runtime_env: the code recorded
@@ -113,7 +141,9 @@ class RayExecutor:
         # Application errors are retried inside the step (with backoff); Ray retries only
         # system failures, such as the worker process dying, up to the same limit.
         remote = self._remote.options(max_retries=options.max_retries, retry_exceptions=False, **ray_options)
-        self._configured[key] = (options, runtime_env, inherited_env, remote)
+        if len(self._configured) >= CONFIGURED_MAX:
+            self._configured.clear()
+        self._configured[key] = (anchors, remote)
         return remote
 
     def submit(self, task: StepTask, inputs: Sequence[Any]) -> tuple[Any, Any]:
