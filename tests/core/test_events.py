@@ -116,7 +116,8 @@ def test_listener_given_by_name_is_used(wf: Any) -> None:
 
 def test_cancelling_a_waiting_workflow_stops_its_listener(wf: Any, counter_dir: Path) -> None:
     wf.wait_for_event(FileEventListener, str(counter_dir), "never").run_async(workflow_id="w")
-    _wait_until(lambda: _status_is("w", wf.WorkflowStatus.RUNNING), "the workflow to run")
+    # Waiting: its listener runs (a cancel before that stops the run before it starts one).
+    _wait_until(lambda: count_runs(counter_dir, "waiting-never") == 1, "the listener to wait")
     wf.cancel("w")
     assert wf.get_status("w") == wf.WorkflowStatus.CANCELED
     _wait_until(lambda: count_runs(counter_dir, "cancelled-never") == 1, "the listener to be cancelled")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,105 @@ def test_unknown_step_name_raises_not_found(wf: Any, counter_dir: Path) -> None:
     counted.step(str(counter_dir), "x", 1).run(workflow_id="has-steps")
     with pytest.raises(wf.WorkflowNotFoundError, match="no_such_step"):
         wf.get_output("has-steps", name="no_such_step")
+
+
+# -- cancel against a run that is taking its lease ----------------------------------------------
+@workflow.step
+def touches(path: str) -> str:
+    Path(path).touch()
+    return "ran"
+
+
+@pytest.fixture
+def held_lease(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(reached, release): every driver stops just before it takes its lease until ``release`` is set."""
+    from durably import _driver
+
+    reached, release = threading.Event(), threading.Event()
+
+    class HeldLease(_driver.Lease):
+        def acquire(self) -> None:
+            reached.set()
+            release.wait(60)
+            super().acquire()
+
+    monkeypatch.setattr(_driver, "Lease", HeldLease)
+    yield reached, release
+    release.set()
+
+
+def test_a_cancel_while_a_run_takes_its_lease_stops_it_before_its_first_step(
+    storage_url: str, tmp_path: Path, held_lease: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The canceller does not know the run (another process, or the dashboard's): it finds no
+    # driver, records CANCELED itself and returns. The run then takes the lease: it must not
+    # write RUNNING over the cancel and run (before: it did, and waited for its event for ever).
+    from durably import _api
+
+    reached, release = held_lease
+    workflow.init(storage=storage_url, executor="local")
+    marker = tmp_path / "ran"
+    handle = touches.step(str(marker)).run_async(workflow_id="held")
+    assert reached.wait(60)
+    monkeypatch.setattr(_api, "_started_here", frozenset)
+    workflow.cancel("held")
+    assert workflow.get_status("held") == workflow.WorkflowStatus.CANCELED
+    release.set()
+    with pytest.raises(workflow.WorkflowCancellationError):
+        handle.result(timeout=60)
+    assert workflow.get_status("held") == workflow.WorkflowStatus.CANCELED
+    assert not marker.exists(), "the cancelled workflow ran its step"
+
+
+def test_a_second_init_still_knows_and_cancels_the_runs_the_first_started(
+    storage_url: str, tmp_path: Path, held_lease: Any
+) -> None:
+    reached, release = held_lease
+    workflow.init(storage=storage_url, executor="local")
+    marker = tmp_path / "ran"
+    handle = touches.step(str(marker)).run_async(workflow_id="held")
+    assert reached.wait(60)
+    workflow.init(storage=storage_url, executor="local")  # as the dashboard's first action does
+    assert workflow.get_status("held") == workflow.WorkflowStatus.RUNNING
+    cancelling = threading.Thread(target=workflow.cancel, args=("held",))
+    cancelling.start()
+    time.sleep(0.2)  # the cancel is waiting for the run to stop (either order must work)
+    release.set()
+    cancelling.join(60)
+    assert not cancelling.is_alive()
+    assert workflow.get_status("held") == workflow.WorkflowStatus.CANCELED
+    with pytest.raises(workflow.WorkflowCancellationError):
+        handle.result(timeout=60)
+    assert not marker.exists(), "the cancelled workflow ran its step"
+
+
+def test_resume_is_not_stopped_by_a_cancel_left_from_before(wf: Any, counter_dir: Path) -> None:
+    # A cancel that came as the workflow failed is never answered (nothing was running to stop).
+    from durably._inspect import existing_store
+
+    with pytest.raises(wf.WorkflowExecutionError):
+        _failing_flow(counter_dir).run(workflow_id="failed-with-a-cancel")
+    existing_store("failed-with-a-cancel").request_cancel()
+    (counter_dir / "open").touch()
+    assert wf.resume("failed-with-a-cancel") == [1, 2]
+
+
+def test_get_output_of_a_step_that_finished_between_two_reads(
+    wf: Any, counter_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader found the step unfinished, then the workflow ended before it asked whether
+    # anything still runs it: the step is done, not "not finished yet".
+    from durably import _inspect
+
+    counted.options(name="named").step(str(counter_dir), "x", 5).run(workflow_id="ended-between")
+    real, calls = _inspect.step_output, []
+
+    def first_read_too_early(store: Any, name: str) -> Any:
+        calls.append(name)
+        if len(calls) == 1:
+            raise wf.WorkflowError(f"step {name!r} has not finished yet")
+        return real(store, name)
+
+    monkeypatch.setattr(_inspect, "step_output", first_read_too_early)
+    assert wf.get_output("ended-between", name="named") == 5
+    assert len(calls) == 2

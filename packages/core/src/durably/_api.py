@@ -288,6 +288,10 @@ def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> Workflo
         raise NothingToResumeError(workflow_id) from None
     if workflow_id not in _started_here():  # this process's own run is not a holder to wait for
         wait_for_lease_holder(store.storage, store.lease_key, workflow_id, timeout)
+    # Asking to resume is newer than any cancel left unanswered (one that came as the workflow
+    # failed, or as its driver died): the new run must not stop on it. A cancelled workflow
+    # stays cancelled (its status says so; ``drive`` refuses it).
+    store.clear_cancel()
     return store
 
 
@@ -374,8 +378,9 @@ def get_status(workflow_id: str) -> WorkflowStatus:
 def _status_here(store: WorkflowStore) -> WorkflowStatus:
     """The stored status, RUNNING for a workflow this process's host has started (or resumed)
     but whose engine has not taken its lease yet."""
+    started_here = store.workflow_id in _started_here()  # first: a run that ends between is read as ended
     status = status_of(store)
-    if status in _RESTARTABLE and store.workflow_id in _started_here():
+    if status in _RESTARTABLE and started_here:
         return WorkflowStatus.RUNNING
     return status
 
@@ -489,13 +494,23 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
     if status in (WorkflowStatus.SUCCESSFUL, WorkflowStatus.CANCELED):
         return
     store.request_cancel()
+    deadline = time.monotonic() + timeout
     if status != WorkflowStatus.RUNNING:
+        # No driver holds it: record CANCELED here. The request stays, for a driver that takes
+        # the lease from now on (a run starting, maybe from a host this process does not know):
+        # it finds the request right after taking the lease and stops (``_driver.drive``).
         epoch = current_epoch(store.storage, store.lease_key)
         store.save_status(WorkflowStatus.CANCELED, epoch=epoch, ended_at=time.time())
-        store.clear_cancel()
+        while lease_is_live(store.storage, store.lease_key):
+            # One took it while we wrote: it may have written RUNNING over ours; it stops on
+            # the request and records CANCELED before it lets the lease go.
+            if time.monotonic() >= deadline:
+                raise WorkflowError(
+                    f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled"
+                )
+            time.sleep(0.05)
         return
     cfg.host.cancel(cfg.storage_url, workflow_id)
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _status_here(store) != WorkflowStatus.RUNNING:
             return

@@ -29,11 +29,29 @@ from durably.storage import StorageError
 
 def check_resumable(store: WorkflowStore) -> None:
     """Refuse to drive a workflow that was cancelled."""
-    status = store.load_status_meta()
-    if status is not None and status.get("status") == WorkflowStatus.CANCELED:
+    if _recorded_cancel(store):
         raise WorkflowNotResumableError(
             store.workflow_id, "it was cancelled; delete it with workflow.delete() to run it again"
         )
+
+
+def _recorded_cancel(store: WorkflowStore) -> bool:
+    status = store.load_status_meta()
+    return status is not None and status.get("status") == WorkflowStatus.CANCELED
+
+
+def _cancelled_before_running(store: WorkflowStore, cancel_event: threading.Event | None) -> bool:
+    """Whether a cancel came while this driver took the lease, before it wrote RUNNING.
+
+    ``workflow.cancel`` of a workflow no driver holds records CANCELED itself and leaves its
+    request: a driver that took the lease meanwhile (a run just started, or started by a host
+    the canceller does not know) must stop here, or its RUNNING would hide the cancel.
+    """
+    return (
+        (cancel_event is not None and cancel_event.is_set())
+        or store.cancel_requested()
+        or _recorded_cancel(store)
+    )
 
 
 def snapshot_of(store: WorkflowStore, executor: Executor) -> CodeSnapshot | None:
@@ -71,6 +89,8 @@ def drive(
     finished, value = stored_result(store)
     if finished:
         return value
+    if graph is not None and _recorded_cancel(store):
+        raise WorkflowCancellationError(workflow_id)  # a new workflow, cancelled before it started
     check_resumable(store)
     snapshot = snapshot_of(store, executor)
     lease = Lease(store.storage, store.lease_key, workflow_id)
@@ -79,11 +99,15 @@ def drive(
         finished, value = stored_result(store)  # it may have finished while we took the lease
         if finished:
             return value
+        assert lease.number is not None
+        epoch = lease.number
+        if _cancelled_before_running(store, cancel_event):
+            store.save_status(WorkflowStatus.CANCELED, epoch=epoch, ended_at=time.time())
+            store.clear_cancel()
+            raise WorkflowCancellationError(workflow_id)
         if graph is None:
             graph = store.load_graph()
         started = time.time()
-        assert lease.number is not None
-        epoch = lease.number
         store.save_status(WorkflowStatus.RUNNING, epoch=epoch, started_at=started)
         metadata = store.load_meta().get("user_metadata", {})
         hook().durably_workflow_started(workflow_id=workflow_id, metadata=metadata, context=context or {})

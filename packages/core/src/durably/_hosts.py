@@ -166,22 +166,60 @@ class Admission:
             self._turns.notify_all()
 
 
+class _ProcessRuns:
+    """The workflows this process was asked to run and that have not finished, with their cancel events.
+
+    Kept from the call that starts a run, before its engine takes the lease, so a second start
+    is refused at once and its status reads RUNNING. One registry for the process, not one per
+    host: a second ``workflow.init`` installs a new host while the runs the first one started
+    go on in its threads, and those must still count as started here (and be cancellable).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[tuple[str, str], threading.Event] = {}
+
+    def reserve(self, storage_url: str, workflow_id: str) -> threading.Event:
+        """Count the run as started here; its cancel event. Raises if it already is."""
+        with self._lock:
+            if (storage_url, workflow_id) in self._runs:
+                raise WorkflowRunningError(workflow_id, "started earlier and not finished")
+            event = self._runs[storage_url, workflow_id] = threading.Event()
+            return event
+
+    def finish(self, storage_url: str, workflow_id: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._runs.get((storage_url, workflow_id)) is event:
+                del self._runs[storage_url, workflow_id]
+
+    def ids(self, storage_url: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(workflow_id for url, workflow_id in self._runs if url == storage_url)
+
+    def cancel(self, storage_url: str, workflow_id: str) -> bool:
+        with self._lock:
+            event = self._runs.get((storage_url, workflow_id))
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+_RUNS = _ProcessRuns()
+
+
 class EngineHost:
     """Runs workflow engines in threads of the current process, one per running workflow."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
         self.admission = Admission()
-        self._cancel_events: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=10_000, thread_name_prefix="durably-engine"
         )
         self._started: dict[int, concurrent.futures.Future[Any]] = {}
         self._started_count = 0
-        # Ids admitted here and not finished: from the call that starts them, before their
-        # engine takes the lease, so a second start is refused at once and status says RUNNING.
-        self._driving: set[tuple[str, str]] = set()
         self._gc: Any = None
 
     def configure(self, max_running: int | None, max_pending: int | None) -> None:
@@ -198,51 +236,43 @@ class EngineHost:
                 self._gc.stop()
             self._gc = start_collector() if start_collector is not None else None
 
-    def reserve(self, storage_url: str, workflow_id: str) -> int:
-        key = (storage_url, workflow_id)
-        with self._lock:
-            if key in self._driving:
-                raise WorkflowRunningError(workflow_id, "started earlier and not finished")
-            self._driving.add(key)
+    def reserve(self, storage_url: str, workflow_id: str) -> tuple[int, threading.Event]:
+        """Admit the run (its queue ticket) and count it as started in this process (its cancel event)."""
+        event = _RUNS.reserve(storage_url, workflow_id)
         try:
-            return self.admission.reserve(storage_url, workflow_id)
+            return self.admission.reserve(storage_url, workflow_id), event
         except BaseException:
-            with self._lock:
-                self._driving.discard(key)
+            _RUNS.finish(storage_url, workflow_id, event)
             raise
 
     def driving(self, storage_url: str) -> frozenset[str]:
-        """The ids of ``storage_url`` that this host was asked to run and that have not finished."""
-        with self._lock:
-            return frozenset(workflow_id for url, workflow_id in self._driving if url == storage_url)
+        """The ids of ``storage_url`` that this process was asked to run and that have not finished
+        (by any host of it: one replaced by a second ``init`` still drives what it started)."""
+        return _RUNS.ids(storage_url)
 
     def run_reserved(
         self,
-        ticket: int,
+        reserved: tuple[int, threading.Event],
         storage_url: str,
         workflow_id: str,
         graph: Graph | None,
         context: Mapping[str, str],
         inherited_env: Mapping[str, Any] | None = None,
     ) -> Any:
-        key = (storage_url, workflow_id)
-        event = threading.Event()
-        with self._lock:
-            self._cancel_events[key] = event
-        self.admission.enter(ticket)
+        ticket, event = reserved
         try:
-            return drive(storage_url, workflow_id, self.executor, graph, event, context, inherited_env)
+            self.admission.enter(ticket)
+            try:
+                return drive(storage_url, workflow_id, self.executor, graph, event, context, inherited_env)
+            finally:
+                self.admission.leave()
         finally:
-            self.admission.leave()
-            with self._lock:
-                self._driving.discard(key)
-                if self._cancel_events.get(key) is event:
-                    del self._cancel_events[key]
+            _RUNS.finish(storage_url, workflow_id, event)
 
     def run(self, storage_url: str, workflow_id: str, graph: Graph | None, context: Mapping[str, str]) -> Any:
         """Drive the workflow on this thread; ``context``: the caller's ``propagation_context``."""
-        ticket = self.reserve(storage_url, workflow_id)
-        return self.run_reserved(ticket, storage_url, workflow_id, graph, context)
+        reserved = self.reserve(storage_url, workflow_id)
+        return self.run_reserved(reserved, storage_url, workflow_id, graph, context)
 
     def run_async(
         self,
@@ -252,9 +282,9 @@ class EngineHost:
         context: Mapping[str, str],
         inherited_env: Mapping[str, Any] | None = None,
     ) -> concurrent.futures.Future[Any]:
-        ticket = self.reserve(storage_url, workflow_id)
+        reserved = self.reserve(storage_url, workflow_id)
         return self._threads.submit(
-            self.run_reserved, ticket, storage_url, workflow_id, graph, context, inherited_env
+            self.run_reserved, reserved, storage_url, workflow_id, graph, context, inherited_env
         )
 
     def start(
@@ -290,13 +320,8 @@ class EngineHost:
             return self._started.pop(number)
 
     def cancel(self, storage_url: str, workflow_id: str) -> bool:
-        """Signal a workflow run by this host; False if it runs elsewhere (or not at all)."""
-        with self._lock:
-            event = self._cancel_events.get((storage_url, workflow_id))
-        if event is None:
-            return False
-        event.set()
-        return True
+        """Signal a workflow run in this process; False if it runs elsewhere (or not at all)."""
+        return _RUNS.cancel(storage_url, workflow_id)
 
     def ping(self) -> bool:
         return True

@@ -108,8 +108,11 @@ Driving = Callable[[], frozenset[str]]
 
 
 def _status_while_starting(store: WorkflowStore, driving: Driving | None) -> WorkflowStatus:
+    # Who drives it is asked first: a run that ends between the two reads is then read as
+    # ended, where the other order would take it for one that nobody runs.
+    started_here = driving is not None and store.workflow_id in driving()
     status = status_of(store)
-    if status == WorkflowStatus.RESUMABLE and driving is not None and store.workflow_id in driving():
+    if status == WorkflowStatus.RESUMABLE and started_here:
         return WorkflowStatus.RUNNING
     return status
 
@@ -136,6 +139,9 @@ def output_of(
         if status == WorkflowStatus.RESUMABLE or (
             status == WorkflowStatus.PENDING and orphaned_pending(store)
         ):
+            finished, value = stored_result(store)  # it may have ended since the first read
+            if finished:
+                return value
             raise WorkflowError(
                 f"workflow {workflow_id!r} is not finished and nothing is running it; "
                 f"call workflow.resume({workflow_id!r}) to continue it"
@@ -157,7 +163,9 @@ def _step_output_when_done(
             return step_output(store, name)
         except WorkflowError:
             if _status_while_starting(store, driving) not in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING):
-                raise
+                # Nothing runs it now, but the step may have finished after the first read and
+                # the run ended since: read once more before saying it has not finished.
+                return step_output(store, name)
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"step {name!r} of workflow {store.workflow_id!r} did not finish in time")
         time.sleep(delay)
