@@ -486,7 +486,9 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
 
     On the ray executor a running step gets Ray's cancel (KeyboardInterrupt in its code, also
     in workers that inherited an ignored SIGINT); on the local executor a step that has not
-    started does not start, and one already running in a thread runs to its end.
+    started does not start, and one already running in a thread runs to its end. A workflow
+    that no driver holds (failed, resumable, or a run not started yet) is marked CANCELED at
+    once, and a run that takes it up afterwards stops before its first step.
     """
     cfg = _config.current()
     store = existing_store(workflow_id)
