@@ -288,10 +288,11 @@ def _resumable_store(workflow_id: str, wait_for_holder: float | None) -> Workflo
         raise NothingToResumeError(workflow_id) from None
     if workflow_id not in _started_here():  # this process's own run is not a holder to wait for
         wait_for_lease_holder(store.storage, store.lease_key, workflow_id, timeout)
-    # Asking to resume is newer than any cancel left unanswered (one that came as the workflow
-    # failed, or as its driver died): the new run must not stop on it. A cancelled workflow
-    # stays cancelled (its status says so; ``drive`` refuses it).
-    store.clear_cancel()
+        # Nobody drives it now, so a cancel request left is one nothing answered (it came as the
+        # workflow failed, or as its driver died): asking to resume is newer, and the new run
+        # must not stop on it. A cancelled workflow stays cancelled (its status; ``drive``
+        # refuses it). A run of this process keeps its request: the resume will be refused.
+        store.clear_cancel()
     return store
 
 
