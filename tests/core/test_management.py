@@ -287,6 +287,15 @@ def held_lease(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Even
     release.set()
 
 
+def _start_held(storage_url: str, tmp_path: Path, reached: threading.Event) -> tuple[Any, Path]:
+    """Start a one-step run that stops before its lease; its handle, and the file its step makes."""
+    workflow.init(storage=storage_url, executor="local")
+    marker = tmp_path / "ran"
+    handle = touches.step(str(marker)).run_async(workflow_id="held")
+    assert reached.wait(60)
+    return handle, marker
+
+
 def test_a_cancel_while_a_run_takes_its_lease_stops_it_before_its_first_step(
     storage_url: str, tmp_path: Path, held_lease: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,10 +305,7 @@ def test_a_cancel_while_a_run_takes_its_lease_stops_it_before_its_first_step(
     from durably import _api
 
     reached, release = held_lease
-    workflow.init(storage=storage_url, executor="local")
-    marker = tmp_path / "ran"
-    handle = touches.step(str(marker)).run_async(workflow_id="held")
-    assert reached.wait(60)
+    handle, marker = _start_held(storage_url, tmp_path, reached)
     monkeypatch.setattr(_api, "_started_here", frozenset)
     workflow.cancel("held")
     assert workflow.get_status("held") == workflow.WorkflowStatus.CANCELED
@@ -314,10 +320,7 @@ def test_a_second_init_still_knows_and_cancels_the_runs_the_first_started(
     storage_url: str, tmp_path: Path, held_lease: Any
 ) -> None:
     reached, release = held_lease
-    workflow.init(storage=storage_url, executor="local")
-    marker = tmp_path / "ran"
-    handle = touches.step(str(marker)).run_async(workflow_id="held")
-    assert reached.wait(60)
+    handle, marker = _start_held(storage_url, tmp_path, reached)
     workflow.init(storage=storage_url, executor="local")  # as the dashboard's first action does
     assert workflow.get_status("held") == workflow.WorkflowStatus.RUNNING
     cancelling = threading.Thread(target=workflow.cancel, args=("held",))

@@ -498,27 +498,25 @@ def cancel(workflow_id: str, timeout: float = 30.0) -> None:
         return
     store.request_cancel()
     deadline = time.monotonic() + timeout
+    stopped: Callable[[], bool]
     if status != WorkflowStatus.RUNNING:
         # No driver holds it: record CANCELED here. The request stays, for a driver that takes
         # the lease from now on (a run starting, maybe from a host this process does not know):
         # it finds the request right after taking the lease and stops (``_driver.drive``).
         epoch = current_epoch(store.storage, store.lease_key)
         store.save_status(WorkflowStatus.CANCELED, epoch=epoch, ended_at=time.time())
-        while lease_is_live(store.storage, store.lease_key):
-            # One took it while we wrote: it may have written RUNNING over ours; it stops on
-            # the request and records CANCELED before it lets the lease go.
-            if time.monotonic() >= deadline:
-                raise WorkflowError(
-                    f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled"
-                )
-            time.sleep(0.05)
-        return
-    cfg.host.cancel(cfg.storage_url, workflow_id)
-    while time.monotonic() < deadline:
-        if _status_here(store) != WorkflowStatus.RUNNING:
-            return
+        # A driver that took the lease while we wrote may have written RUNNING over ours; it
+        # stops on the request and records CANCELED before it lets the lease go.
+        stopped = lambda: not lease_is_live(store.storage, store.lease_key)  # noqa: E731
+    else:
+        cfg.host.cancel(cfg.storage_url, workflow_id)
+        stopped = lambda: _status_here(store) != WorkflowStatus.RUNNING  # noqa: E731
+    while not stopped():
+        if time.monotonic() >= deadline:
+            raise WorkflowError(
+                f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled"
+            )
         time.sleep(0.05)
-    raise WorkflowError(f"workflow {workflow_id!r} did not stop within {timeout} s of being cancelled")
 
 
 def delete(workflow_id: str) -> None:

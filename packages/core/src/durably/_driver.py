@@ -27,9 +27,12 @@ from durably.executors import Executor
 from durably.storage import StorageError
 
 
-def check_resumable(store: WorkflowStore) -> None:
-    """Refuse to drive a workflow that was cancelled."""
+def check_resumable(store: WorkflowStore, new: bool) -> None:
+    """Refuse to drive a workflow that was cancelled; ``new``: this run created it, so it was
+    cancelled before its first run began (``WorkflowCancellationError``, not "not resumable")."""
     if _recorded_cancel(store):
+        if new:
+            raise WorkflowCancellationError(store.workflow_id)
         raise WorkflowNotResumableError(
             store.workflow_id, "it was cancelled; delete it with workflow.delete() to run it again"
         )
@@ -89,9 +92,7 @@ def drive(
     finished, value = stored_result(store)
     if finished:
         return value
-    if graph is not None and _recorded_cancel(store):
-        raise WorkflowCancellationError(workflow_id)  # a new workflow, cancelled before it started
-    check_resumable(store)
+    check_resumable(store, new=graph is not None)
     snapshot = snapshot_of(store, executor)
     lease = Lease(store.storage, store.lease_key, workflow_id)
     lease.acquire()
