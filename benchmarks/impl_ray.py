@@ -1,11 +1,19 @@
-"""The floor: the same workloads as plain Ray tasks and a plain Ray actor, with no durability at all."""
+"""The floor: the same workloads as plain Ray tasks and a plain Ray actor, with no durability at all.
+
+With ``--record`` (the ``ray+fsync`` row) every task and actor call also writes its result to a
+new file and fdatasyncs it before returning: the least any framework that makes each step durable
+on this disk must add to plain Ray (no codec, no index, no status, no folder sync).
+"""
 
 # The libraries' step decorators are untyped (or not installed where mypy runs).
 # mypy: disable-error-code="untyped-decorator"
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -21,31 +29,49 @@ from _harness import (
     ray_finish_times,
 )
 
+#: The environment variable that tells Ray's workers where ``--record`` writes (unset: no writes).
+RECORD_DIR = "BENCH_RECORD_DIR"
+
+
+def _recorded(value: Any) -> Any:
+    """``value``, first written to a new file and fdatasynced when this run records (``--record``)."""
+    folder = os.environ.get(RECORD_DIR)
+    if folder:
+        # A random name: each remote function is pickled by value with its own module globals.
+        name = os.path.join(folder, uuid.uuid4().hex)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, repr(value).encode())
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    return value
+
 
 @ray.remote
 def inc(x: int) -> int:
-    return x + 1
+    return int(_recorded(x + 1))
 
 
 @ray.remote
 def gather(*values: int) -> int:
-    return sum(values)
+    return int(_recorded(sum(values)))
 
 
 @ray.remote
 def loop(i: int, n: int) -> Any:
     # Tail call as a nested task: return the next task's ref; the driver follows the refs.
-    return i if i >= n else loop.remote(i + 1, n)
+    return _recorded(i) if i >= n else loop.remote(_recorded(i) + 1, n)
 
 
 @ray.remote
 def leaf(n: int) -> int:
-    return n
+    return int(_recorded(n))
 
 
 @ray.remote
 def add(a: int, b: int) -> int:
-    return a + b
+    return int(_recorded(a + b))
 
 
 @ray.remote
@@ -60,7 +86,7 @@ class Counter:
 
     def incr(self) -> int:
         self.n += 1
-        return self.n
+        return int(_recorded(self.n))
 
 
 def _fib_tree(n: int) -> Any:
@@ -70,11 +96,19 @@ def _fib_tree(n: int) -> Any:
 
 
 class PlainRay(Implementation):
+    def __init__(self, record: bool) -> None:
+        self.record = record
+
     def version(self) -> str:
         return f"ray {ray.__version__}"
 
     def start(self, storage_url: str) -> None:
-        init_ray(ray)
+        if not self.record:
+            init_ray(ray)
+            return
+        folder = storage_url.removeprefix("file://")
+        os.makedirs(folder, exist_ok=True)
+        init_ray(ray, runtime_env={"env_vars": {RECORD_DIR: folder}})
 
     def stop(self) -> None:
         ray.shutdown()
@@ -129,5 +163,11 @@ class PlainRay(Implementation):
         return Measured(n, {**latency_figures("first_step_", first_step), **latency_figures("", end_to_end)})
 
 
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record", action="store_true", help="write and fdatasync each result to a file (the ray+fsync row)"
+    )
+
+
 if __name__ == "__main__":
-    main(lambda args: PlainRay())
+    main(lambda args: PlainRay(args.record), _arguments)

@@ -54,6 +54,7 @@ QUICK_SIZES = {
 #: are the same workload on file storage).
 DEFAULT_STORAGE = list(SERVED)
 FLOOR = "ray"
+DURABLE_FLOOR = "ray+fsync"
 PREDECESSOR = "ray.workflow"
 RAY_WORKFLOW_VENV = HERE / ".venvs" / "ray247"
 
@@ -85,6 +86,11 @@ ALL = frozenset(WORKLOADS)
 VARIANT_STEPS = 10_000
 CONTENDERS = (
     Contender(FLOOR, "impl_ray.py", ALL - {"resume"}),
+    # The durable floor: plain Ray whose every task (and actor call) also writes its result to a
+    # new file and fdatasyncs it, the least a durable step costs on this disk, as a ratio to "ray".
+    Contender(
+        DURABLE_FLOOR, "impl_ray.py", frozenset({"chain", "fanout", "loop", "fib", "actor"}), ("--record",)
+    ),
     Contender("durably[ray]", "impl_durably.py", ALL, ("--executor", "ray"), is_durably=True),
     Contender("durably[local]", "impl_durably.py", ALL, ("--executor", "local"), is_durably=True),
     # The per-step cost of the codecs on the ray chain, as ratios to durably[ray] (fixed bench keys).
@@ -158,6 +164,7 @@ class Row:
     version: str = ""
     note: str = ""
     vs_floor: float | None = None
+    vs_durable_floor: float | None = None
     vs_ray_workflow: float | None = None
     timeout: float = 0.0
     storage: str | None = None  # the backend workload's --storage-url keyword or URL
@@ -366,13 +373,15 @@ def _add_ratios(rows: list[Row]) -> None:
         floor = per_step(row.workload, FLOOR)
         row.vs_floor = mine / floor if floor else None
         if row.implementation.startswith("durably"):
+            durable_floor = per_step(row.workload, DURABLE_FLOOR)
+            row.vs_durable_floor = mine / durable_floor if durable_floor else None
             predecessor = per_step(row.workload, PREDECESSOR)
             row.vs_ray_workflow = mine / predecessor if predecessor else None
 
 
 HEADER = (
-    "workload", "N", "implementation", "total s", "ms/step", "x floor", "durably/ray.workflow",
-    "driver MB", "engine MB", "figures", "note",
+    "workload", "N", "implementation", "total s", "ms/step", "x floor", "x fsync floor",
+    "durably/ray.workflow", "driver MB", "engine MB", "figures", "note",
 )  # fmt: skip
 
 
@@ -402,13 +411,14 @@ def _cells(row: Row) -> tuple[str, ...]:
     if row.status != "ok":
         outcome = {"unavailable": "not available", "n/a": "n/a"}.get(row.status, row.status)
         note = f"{outcome}: {row.message}" if row.message and row.status != "n/a" else outcome
-        return (row.workload, n, row.implementation, "n/a", "n/a", "", "", "", "", "", note[:160])
+        return (row.workload, n, row.implementation, "n/a", "n/a", "", "", "", "", "", "", note[:160])
     per_step = "" if row.ms_per_step is None else f"{row.ms_per_step:.3f}"
     engine = "in driver" if row.engine_in_driver else _megabytes(row.engine_peak_rss_mb)
     best = row.best or 0.0
     return (row.workload, n, row.implementation, f"{best:.2f}" if best >= 1 else f"{best:.3f}", per_step,
-            ratio(row.vs_floor), ratio(row.vs_ray_workflow), _megabytes(row.driver_peak_rss_mb),
-            engine, format_figures(row.best_figures), row.note)  # fmt: skip
+            ratio(row.vs_floor), ratio(row.vs_durable_floor), ratio(row.vs_ray_workflow),
+            _megabytes(row.driver_peak_rss_mb), engine, format_figures(row.best_figures),
+            row.note)  # fmt: skip
 
 
 def format_text(rows: list[Row]) -> str:
@@ -429,7 +439,8 @@ def format_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     lines += ["", "Versions: " + ", ".join(sorted({row.version for row in rows if row.version})), ""]
     lines += [f"ms/step is the best of {meta['repeat']} run(s) over the steps of one run; fib(n) counts its "
               f"2·fib(n+1)-1 calls (fib(20): {2 * fib_value(21) - 1:,}). x floor divides by plain Ray's "
-              "ms/step, durably/ray.workflow by ray.workflow 2.47's, each at the N it ran. driver MB "
+              "ms/step, x fsync floor by ray+fsync's (plain Ray writing and fdatasyncing each result), "
+              "durably/ray.workflow by ray.workflow 2.47's, each at the N it ran. driver MB "
               "is the driver's peak RSS, engine MB the peak summed RSS of the engine process(es) "
               "while timed (see benchmarks/README.md)."]  # fmt: skip
     return "\n".join(lines) + "\n"
