@@ -158,7 +158,7 @@ class Row:
     implementation: str
     n: int | None = None
     steps: int | None = None
-    status: str = "n/a"  # ok | n/a | pending | unavailable | error | timeout | skipped
+    status: str = "pending"  # ok | pending | unavailable | error | timeout | skipped
     seconds: list[float] = field(default_factory=list)
     message: str = ""
     version: str = ""
@@ -270,16 +270,13 @@ def _plan(args: argparse.Namespace) -> Iterator[tuple[Contender, Row, list[str]]
     sizes = {**(QUICK_SIZES if args.quick else FULL_SIZES), **args.sizes}
     chosen = [c for c in CONTENDERS if not args.implementations or c.name in args.implementations]
     for workload in args.only or WORKLOADS:
-        for contender in chosen:
+        # A contender without this workload (a peer with no equivalent, a variant row) has no row.
+        for contender in (c for c in chosen if workload in c.workloads):
             urls = args.storage_url if workload == "backend" and contender.is_durably else [None]
             for url in urls:
                 label = contender.name if url is None else f"{contender.name} [{url.split(':')[0]}]"
                 row = Row(workload, label, storage=url)
-                if workload not in contender.workloads:
-                    yield contender, row, []
-                    continue
                 asked = sizes[workload]
-                row.status = "pending"
                 row.n = _size_for(contender, workload, asked, args.peer_steps)
                 if row.n != asked:
                     kind = "variant" if contender.variant else "peer"
@@ -409,8 +406,8 @@ def _cells(row: Row) -> tuple[str, ...]:
 
     n = "" if row.n is None else f"{row.n:,}"
     if row.status != "ok":
-        outcome = {"unavailable": "not available", "n/a": "n/a"}.get(row.status, row.status)
-        note = f"{outcome}: {row.message}" if row.message and row.status != "n/a" else outcome
+        outcome = {"unavailable": "not available"}.get(row.status, row.status)
+        note = f"{outcome}: {row.message}" if row.message else outcome
         return (row.workload, n, row.implementation, "n/a", "n/a", "", "", "", "", "", "", note[:160])
     per_step = "" if row.ms_per_step is None else f"{row.ms_per_step:.3f}"
     engine = "in driver" if row.engine_in_driver else _megabytes(row.engine_peak_rss_mb)
@@ -507,8 +504,6 @@ def _run_all(
     services: Services,
 ) -> None:
     for index, (contender, row, extra) in enumerate(planned, 1):
-        if row.n is None:
-            continue
         left = deadline - time.monotonic()
         if left <= 0:
             row.status, row.message = "skipped", "the bench's time budget ran out"
