@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from durably_test_helpers import record_run
+from durably_test_helpers import count_runs, record_run
 
 from durably import workflow
 
@@ -63,6 +63,15 @@ class ArgumentsListener(workflow.EventListener):
 
 class FailingListener(workflow.EventListener):
     async def poll_for_event(self, reason: str) -> None:  # type: ignore[override]
+        raise ConnectionError(reason)
+
+
+class FailingOnceWaitingListener(workflow.EventListener):
+    """Fails with ``reason`` once the FileEventListener for ``name`` in ``folder`` waits (polls)."""
+
+    async def poll_for_event(self, folder: str, name: str, reason: str) -> None:  # type: ignore[override]
+        while count_runs(Path(folder), f"waiting-{name}") == 0:
+            await asyncio.sleep(0.02)
         raise ConnectionError(reason)
 
 

@@ -13,6 +13,7 @@ from event_support import (
     WAIT,
     ArgumentsListener,
     FailingListener,
+    FailingOnceWaitingListener,
     FileEventListener,
     child_script,
     received,
@@ -371,7 +372,9 @@ def test_failure_on_another_branch_stops_a_waiting_listener(wf: Any, counter_dir
         return None
 
     waiting = wf.wait_for_event(FileEventListener, str(counter_dir), "never")
-    failing = wf.wait_for_event(FailingListener, "broker gone")
+    # It fails once the other listener polls: a failure before that stops the other event step
+    # before it starts its listener, which then has nothing to cancel.
+    failing = wf.wait_for_event(FailingOnceWaitingListener, str(counter_dir), "never", "broker gone")
     with pytest.raises(wf.WorkflowExecutionError, match="broker gone"):
         both.step(waiting, failing).run(workflow_id="w")
     _wait_until(
