@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from _harness import (
@@ -31,9 +31,10 @@ from _harness import (
 
 #: The environment variable that tells Ray's workers where ``--record`` writes (unset: no writes).
 RECORD_DIR = "BENCH_RECORD_DIR"
+T = TypeVar("T")
 
 
-def _recorded(value: Any) -> Any:
+def _recorded(value: T) -> T:
     """``value``, first written to a new file and fdatasynced when this run records (``--record``)."""
     folder = os.environ.get(RECORD_DIR)
     if folder:
@@ -50,12 +51,12 @@ def _recorded(value: Any) -> Any:
 
 @ray.remote
 def inc(x: int) -> int:
-    return int(_recorded(x + 1))
+    return _recorded(x + 1)
 
 
 @ray.remote
 def gather(*values: int) -> int:
-    return int(_recorded(sum(values)))
+    return _recorded(sum(values))
 
 
 @ray.remote
@@ -66,12 +67,12 @@ def loop(i: int, n: int) -> Any:
 
 @ray.remote
 def leaf(n: int) -> int:
-    return int(_recorded(n))
+    return _recorded(n)
 
 
 @ray.remote
 def add(a: int, b: int) -> int:
-    return int(_recorded(a + b))
+    return _recorded(a + b)
 
 
 @ray.remote
@@ -86,7 +87,7 @@ class Counter:
 
     def incr(self) -> int:
         self.n += 1
-        return int(_recorded(self.n))
+        return _recorded(self.n)
 
 
 def _fib_tree(n: int) -> Any:
