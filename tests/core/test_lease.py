@@ -122,6 +122,56 @@ def test_a_holder_that_cannot_renew_stops_driving_by_itself(
     assert isinstance(lease.renew_error, TransientStorageError)
 
 
+class _CountedPuts(FileStorage):
+    """Counts the writes (``put``: renewals and releases) of each key."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.puts: dict[str, int] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.puts[key] = self.puts.get(key, 0) + 1
+        super().put(key, data)
+
+
+def test_taking_a_lease_does_not_rewrite_the_others_this_process_holds(tmp_path: Path) -> None:
+    # A driver that starts many workflows at once takes many leases; each one taken used to wake
+    # the keeper, which then renewed every lease held (a fsynced write each).
+    storage = _CountedPuts(str(tmp_path / "storage"))
+    first = Lease(storage, PREFIX, "wf")
+    first.acquire()
+    others = [Lease(storage, f"workflows/wf{index}/lease", f"wf{index}") for index in range(5)]
+    try:
+        for other in others:
+            other.acquire()
+        time.sleep(0.3)  # the keeper, woken by each acquire, has run by now
+        assert storage.puts.get(f"{PREFIX}/0000000000", 0) == 0  # due a quarter period (7.5 s) after it was taken
+    finally:
+        for lease in [first, *others]:
+            lease.release()
+
+
+def test_the_keeper_renews_each_lease_when_it_is_due(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = _CountedPuts(str(tmp_path / "storage"))
+    monkeypatch.setenv(_lease.LEASE_SECONDS_ENV, "0.4")
+    short = Lease(storage, PREFIX, "wf")
+    short.acquire()
+    monkeypatch.delenv(_lease.LEASE_SECONDS_ENV)
+    long = Lease(storage, "workflows/other/lease", "other")
+    long.acquire()
+    try:
+        key = f"{PREFIX}/0000000000"
+        deadline = time.monotonic() + WAIT
+        while storage.puts.get(key, 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert storage.puts.get(key, 0) >= 3  # the short lease is renewed every 0.1 s...
+        assert not short.lost
+        assert storage.puts.get("workflows/other/lease/0000000000", 0) == 0  # ...the long one not yet
+    finally:
+        short.release()
+        long.release()
+
+
 class _FirstClaimFaulty(FileStorage):
     """The first lease claim fails: refused before it is written, or written with its answer lost."""
 

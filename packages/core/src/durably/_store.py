@@ -558,18 +558,19 @@ class WorkflowStore:
         self.make_durable()
         record = _codec.encode_record(RecordKind.POINTER, {"step_id": step_id})
         created = self._create(self.key("result"), record)
-        self.make_durable()
+        self.make_durable(self.key("result"))  # only the pointer is new since the first
         return created
 
-    def make_durable(self) -> None:
-        """Wait until every record of this workflow written so far survives a power cut.
+    def make_durable(self, prefix: str | None = None) -> None:
+        """Wait until every record of this workflow (or only those at or under ``prefix``) survives a power cut.
 
         Only backends that acknowledge a write before it is durable have ``sync`` (``file://``,
         which syncs folders in the background); on the others a written key already is.
         """
         sync = getattr(self.storage, "sync", None)
         if sync is not None:
-            retry_transient(lambda: sync(self.prefix), is_transient=is_transient_write_error)
+            below = self.prefix if prefix is None else prefix
+            retry_transient(lambda: sync(below), is_transient=is_transient_write_error)
 
     def result_step_id(self) -> str | None:
         try:

@@ -263,14 +263,18 @@ class FileStorage:
         return True
 
     def sync(self, prefix: str) -> None:
-        """Make every key written under ``prefix`` so far, by any process, survive a power cut.
+        """Make every key written at or under ``prefix`` so far, by any process, survive a power cut.
 
         Writes sync their folders in the background (see ``_FolderSyncer``); this waits for this
         process's, then fsyncs each folder under ``prefix`` itself, for those other processes
-        (Ray workers) linked names into.
+        (Ray workers) linked names into. A ``prefix`` that is a key syncs only that key's folder.
         """
         _FOLDERS.flush()
         base = self._path(prefix) if prefix else self.root
+        if base.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                _sync_folder(base.parent)
+            return
         for folder, _subfolders, _files in os.walk(base):
             with contextlib.suppress(FileNotFoundError):
                 _sync_folder(Path(folder))
