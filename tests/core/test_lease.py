@@ -145,7 +145,8 @@ def test_taking_a_lease_does_not_rewrite_the_others_this_process_holds(tmp_path:
         for other in others:
             other.acquire()
         time.sleep(0.3)  # the keeper, woken by each acquire, has run by now
-        assert storage.puts.get(f"{PREFIX}/0000000000", 0) == 0  # due a quarter period (7.5 s) after it was taken
+        # Due a quarter period (7.5 s) after it was taken.
+        assert storage.puts.get(f"{PREFIX}/0000000000", 0) == 0
     finally:
         for lease in [first, *others]:
             lease.release()

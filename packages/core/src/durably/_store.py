@@ -562,7 +562,7 @@ class WorkflowStore:
         return created
 
     def make_durable(self, prefix: str | None = None) -> None:
-        """Wait until every record of this workflow (or only those at or under ``prefix``) survives a power cut.
+        """Wait until every record of this workflow (or those at or under ``prefix``) survives a power cut.
 
         Only backends that acknowledge a write before it is durable have ``sync`` (``file://``,
         which syncs folders in the background); on the others a written key already is.
