@@ -41,12 +41,30 @@ def test_a_file_write_fsyncs_the_folder_it_lands_in(
     synced = _synced_paths(monkeypatch)
     getattr(storage, operation)("workflows/wf/steps/s", b"data")
     steps = tmp_path / "storage" / "workflows" / "wf" / "steps"
-    assert str(steps.parent) in synced  # the new folder "steps" itself is durable in its parent at once
-    # The folder the key was linked into is fsynced behind the write, without anyone asking.
+    # The folder the key was linked into, and those holding the new folders' names ("workflows",
+    # "wf", "steps"), are fsynced behind the write, without anyone asking.
+    wanted = {str(steps), str(steps.parent), str(steps.parent.parent), str(steps.parent.parent.parent)}
     deadline = time.monotonic() + 30
-    while str(steps) not in synced and time.monotonic() < deadline:
+    while not wanted <= set(synced) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert str(steps) in synced
+    assert wanted <= set(synced)
+
+
+@pytest.mark.parametrize("prefix", ["workflows/wf", "workflows/wf/steps/s"])
+def test_sync_fsyncs_the_folders_under_a_prefix_and_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    # As if the background folder sync had not run (another process wrote the keys).
+    monkeypatch.setattr(type(file_storage_module._FOLDERS), "schedule", lambda self, folder: None)
+    storage = FileStorage(str(tmp_path / "storage"))
+    storage.put_if_absent("workflows/wf/steps/s", b"data")
+    storage.put_if_absent("workflows/other/steps/s", b"data")
+    synced = _synced_paths(monkeypatch)
+    storage.sync(prefix)
+    root = tmp_path / "storage"
+    steps = root / "workflows" / "wf" / "steps"
+    assert {str(steps), str(steps.parent), str(root / "workflows"), str(root)} <= set(synced)
+    assert str(root / "workflows" / "other" / "steps") not in synced  # not under the prefix
 
 
 def test_the_result_is_recorded_only_once_the_output_steps_folder_is_durable(

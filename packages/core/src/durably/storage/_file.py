@@ -133,7 +133,13 @@ atexit.register(_flush_at_exit)
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` to ``fd`` and make it durable (fdatasync)."""
+    """Write ``data`` to ``fd`` and make it durable (fdatasync).
+
+    An empty value (a marker, such as a status hint) has no bytes to make durable: its name
+    is all it is, and the name is the folder's fsync to keep, as any key's.
+    """
+    if not data:
+        return
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -142,7 +148,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _make_folders(folder: Path) -> None:
-    """Create ``folder`` and its missing parents, each one made durable in its parent."""
+    """Create ``folder`` and its missing parents; each parent is fsynced behind, as a key's folder."""
     missing = []
     while not folder.is_dir():
         missing.append(folder)
@@ -151,8 +157,8 @@ def _make_folders(folder: Path) -> None:
         try:
             new.mkdir()
         except FileExistsError:
-            continue  # another writer created it (and made it durable)
-        _sync_folder(new.parent)
+            continue  # another writer created it (and syncs its parent)
+        _FOLDERS.schedule(new.parent)
 
 
 class FileStorage:
@@ -161,7 +167,7 @@ class FileStorage:
     Readers therefore see either the old value or the new one, never a part. ``put_if_absent``
     publishes the fsynced file with ``link``, which fails atomically if the key exists; on Linux
     that file is unnamed (``O_TMPFILE``) until linked, so the key is the only name it ever has.
-    A new folder is fsynced in its parent at once; the folder a key is renamed or linked into is
+    The folder a key is renamed or linked into, and the parent of a folder created for it, are
     fsynced right after, in the background (one fsync for many keys), and ``sync`` waits for it:
     a key survives a power cut with its folder, not only its bytes, once ``sync`` returned (or
     about one fsync after its write). A crash of any process never loses a written key.
@@ -267,17 +273,26 @@ class FileStorage:
 
         Writes sync their folders in the background (see ``_FolderSyncer``); this waits for this
         process's, then fsyncs each folder under ``prefix`` itself, for those other processes
-        (Ray workers) linked names into. A ``prefix`` that is a key syncs only that key's folder.
+        (Ray workers) linked names or created folders in, and the folders above it up to the
+        root, which hold the names of those (an fsync of a folder with nothing new is cheap).
+        A ``prefix`` that is a key syncs that key's folder and those above it.
         """
         _FOLDERS.flush()
         base = self._path(prefix) if prefix else self.root
         if base.is_file():
+            base = base.parent
+        else:
+            for folder, _subfolders, _files in os.walk(base):
+                with contextlib.suppress(FileNotFoundError):
+                    _sync_folder(Path(folder))
+            if base == self.root:
+                return
+            base = base.parent
+        for folder in (base, *base.parents):
             with contextlib.suppress(FileNotFoundError):
-                _sync_folder(base.parent)
-            return
-        for folder, _subfolders, _files in os.walk(base):
-            with contextlib.suppress(FileNotFoundError):
-                _sync_folder(Path(folder))
+                _sync_folder(folder)
+            if folder == self.root:
+                break
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
