@@ -288,10 +288,10 @@ class FileStorage:
             if base == self.root:
                 return
             base = base.parent
-        for folder in (base, *base.parents):
+        for above in (base, *base.parents):
             with contextlib.suppress(FileNotFoundError):
-                _sync_folder(folder)
-            if folder == self.root:
+                _sync_folder(above)
+            if above == self.root:
                 break
 
     def get(self, key: str) -> bytes:
