@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import itertools
 import os
 import tempfile
 import threading
@@ -279,20 +280,11 @@ class FileStorage:
         """
         _FOLDERS.flush()
         base = self._path(prefix) if prefix else self.root
-        if base.is_file():
-            base = base.parent
-        else:
-            for folder, _subfolders, _files in os.walk(base):
-                with contextlib.suppress(FileNotFoundError):
-                    _sync_folder(Path(folder))
-            if base == self.root:
-                return
-            base = base.parent
-        for above in (base, *base.parents):
+        below = () if base.is_file() else (Path(folder) for folder, _subfolders, _files in os.walk(base))
+        above = base.parents[: len(base.relative_to(self.root).parts)]  # up to the root, included
+        for folder in itertools.chain(below, above):
             with contextlib.suppress(FileNotFoundError):
-                _sync_folder(above)
-            if above == self.root:
-                break
+                _sync_folder(folder)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
